@@ -1,1 +1,38 @@
-fn main() {}
+//! `tape`: one binary for the live daemon, replay and simulation, audit, and operations.
+//!
+//! `main` only parses arguments and maps the outcome to an exit code; every command's
+//! work lives in the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// tape — an event-sourced trading ledger.
+#[derive(Debug, Parser)]
+#[command(name = "tape", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+    }
+}

@@ -1,0 +1,1 @@
+//! `tape-commands`: the pure decision core.

@@ -1,0 +1,1 @@
+//! One module per subcommand: argument structs and the glue to the library crates.
