@@ -1,7 +1,13 @@
 //! `tape-replay`: historical runs of the pure core, with no database.
 //!
-//! - [`simulate`]: streams a scenario file (SPEC 12) through `commands::Engine` with the
-//!   paper fill model and the schedule of SPEC 7, writing every event as JSON Lines.
+//! - [`scenario`]: reads scenario files (SPEC 12), naming the line and field of bad input.
+//! - [`simulate`]: streams a scenario through `commands::Engine` with the paper fill model
+//!   and the schedule of SPEC 7, writing every event as JSON Lines.
+//! - [`summary`]: the end-of-run figures.
 //!
 //! Architecture invariant: nothing here reads the wall clock or the OS's randomness;
 //! a run is a function of its input file, config and flags.
+
+pub mod scenario;
+pub mod simulate;
+pub mod summary;

@@ -1,0 +1,133 @@
+//! `tape simulate`: glue between the command line and `tape_replay::simulate`.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tape_events::Timestamp;
+use tape_replay::scenario::LineError;
+use tape_replay::simulate::{self, Observer, Options, SimulateError};
+
+/// Run the pure core over a scenario file with the paper broker, no database (SPEC 9).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The scenario: JSON Lines, one input per line, in time order (SPEC 12). `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// Where to write every event as JSON Lines. `-` writes to stdout.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Decision configuration overrides (SPEC 3 keys; service tables are ignored).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override one config key, e.g. `--set tiers.conservative.min_confidence=0.70`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Stop reading inputs after this instant; run the ticks due up to it.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_timestamp)]
+    until: Option<Timestamp>,
+    /// Report bad lines on stderr and go on, instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(text).map_err(|e| e.to_string())
+}
+
+/// Reads the decision config from `--config`, `TAPE_*` and `--set`.
+pub fn load_config(path: Option<&PathBuf>, sets: &[String]) -> anyhow::Result<tape_events::Config> {
+    let text = path
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display())))
+        .transpose()?;
+    let name = path.map(|p| p.display().to_string());
+    let layers = tape_commands::config::Layers {
+        file: name.as_deref().zip(text.as_deref()),
+        env: std::env::vars().collect(),
+        sets,
+    };
+    Ok(tape_commands::config::load(&layers)?)
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Observer for Progress {
+    fn progress(&mut self, bytes_read: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes_read);
+        }
+    }
+    fn bad_line(&mut self, error: &LineError) {
+        let message = format!("skipped bad {error}");
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+}
+
+/// Runs `tape simulate`.
+///
+/// # Errors
+/// Unreadable files and a bad config; a bad scenario line is reported and gives exit 1.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_ref(), &args.sets)?;
+    let options = Options { config, until: args.until, skip_bad_lines: args.skip_bad_lines };
+    let to_stdout = args.out.as_os_str() == "-";
+    let (input, size): (Box<dyn io::BufRead>, Option<u64>) = if args.input.as_os_str() == "-" {
+        (Box::new(BufReader::with_capacity(1 << 20, io::stdin().lock())), None)
+    } else {
+        let file = File::open(&args.input).with_context(|| format!("opening scenario {}", args.input.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, file)), size)
+    };
+    let out: Box<dyn Write> = if to_stdout {
+        Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock()))
+    } else {
+        let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        Box::new(BufWriter::with_capacity(1 << 20, file))
+    };
+    let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
+        let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} simulate [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut progress = Progress { bar };
+    #[allow(clippy::disallowed_methods)] // wall-clock time for the human summary only
+    let started = std::time::Instant::now();
+    let result = simulate::run(input, out, &options, &mut progress);
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok((summary, _)) => {
+            if !args.quiet {
+                let elapsed = started.elapsed().as_secs_f64();
+                let rate = summary.events as f64 / elapsed.max(1e-9);
+                let text = format!("{summary}\nelapsed        {elapsed:.2}s ({rate:.0} events/s)");
+                if to_stdout {
+                    eprintln!("{text}");
+                } else {
+                    println!("{text}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(SimulateError::BadLine(e)) => {
+            eprintln!("error: {}: {e}", args.input.display());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
