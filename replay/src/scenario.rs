@@ -147,6 +147,11 @@ fn parse_slow(line: u64, text: &str) -> Result<Stamped, LineError> {
         Some(tape_events::EventClass::Input) => {}
     }
     if event_type == "RecommendationReceived" {
+        // The borrowed form keeps a number's text exactly (`1e-1` must stay invalid),
+        // whatever the order of the line's keys.
+        if let Ok(r) = serde_json::from_str::<RecommendationLine<'_>>(text) {
+            return recommendation(line, at, &r);
+        }
         return recommendation_slow(line, at, fields);
     }
     let event = decode_payload(&event_type, fields).map_err(|message| fail(format!("{event_type}: {message}")))?;
@@ -253,7 +258,7 @@ mod tests {
             (r#"{"type":"Teleport","at":"2024-03-04T14:35:00Z"}"#, "line 7: field type: unknown event type \"Teleport\""),
             (r#"{"type":"OrderPlaced","at":"2024-03-04T14:35:00Z"}"#, "line 7: field type: OrderPlaced is a decision, not an input"),
             (r#"{"type":"SecurityUpdated","at":"2024-03-04T14:35:00Z","ticker":"A","sector":"X","next_earnings_date":"soon"}"#, "line 7: SecurityUpdated: field next_earnings_date: input contains invalid characters"),
-            (r#"{"type":"QuoteObserved","at":"2024-03-04T14:35:00Z","ticker":"AAPL","price":"1","colour":"red"}"#, "line 7: QuoteObserved: unknown field `colour`, expected `ticker` or `price`"),
+            (r#"{"type":"QuoteObserved","at":"2024-03-04T14:35:00Z","ticker":"AAPL","price":"1","colour":"red"}"#, "line 7: QuoteObserved: field colour: unknown field `colour`, expected `ticker` or `price`"),
             ("not json", "line 7: not JSON: expected ident at line 1 column 2"),
         ];
         for (text, expected) in cases {
