@@ -63,12 +63,14 @@ pub enum StepOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     state: State,
+    /// Reused buffer for one step's decisions.
+    scratch: Vec<Stamped>,
 }
 
 impl Engine {
     #[must_use]
     pub fn new(state: State) -> Self {
-        Self { state }
+        Self { state, scratch: Vec::new() }
     }
 
     #[must_use]
@@ -91,21 +93,24 @@ impl Engine {
     /// # Errors
     /// [`InputError`] when the input contradicts the state or breaks a rule of its own
     /// (a fill for an unknown order, a non-positive price). Nothing is pushed or changed.
-    pub fn step(&mut self, input: &Input, out: &mut Vec<Stamped>) -> Result<StepOutcome, InputError> {
-        if !self.admit(input)? {
+    pub fn step(&mut self, input: Input, out: &mut Vec<Stamped>) -> Result<StepOutcome, InputError> {
+        if !self.admit(&input)? {
             return Ok(StepOutcome::Unchanged);
         }
-        let start = out.len();
-        out.push(input.stamped.clone());
-        self.state.apply(&input.stamped);
-        let mut r = Recorder { state: &mut self.state, out, input_id: input.id, at: input.stamped.at, decisions: 0 };
-        derive(&mut r, &input.stamped.event);
+        let Input { id, stamped } = input;
+        self.state.apply(&stamped);
+        let mut decided = std::mem::take(&mut self.scratch);
+        let mut r = Recorder { state: &mut self.state, out: &mut decided, input_id: id, at: stamped.at, decisions: 0 };
+        derive(&mut r, &stamped.event);
         let decisions = r.decisions;
-        let is_poll = matches!(&input.stamped.event, Event::SchedulerTick(t) if t.tick == TickKind::Poll);
+        let is_poll = matches!(&stamped.event, Event::SchedulerTick(t) if t.tick == TickKind::Poll);
         if is_poll && decisions == 0 {
-            out.truncate(start);
+            self.scratch = decided;
             return Ok(StepOutcome::Unchanged);
         }
+        out.push(stamped);
+        out.append(&mut decided);
+        self.scratch = decided;
         Ok(StepOutcome::Recorded { decisions })
     }
 

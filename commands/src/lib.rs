@@ -37,7 +37,7 @@ use tape_events::Stamped;
 pub fn decide(state: &State, input: &Input) -> Result<Vec<Stamped>, InputError> {
     let mut engine = Engine::new(state.clone());
     let mut out = Vec::new();
-    engine.step(input, &mut out)?;
+    engine.step(input.clone(), &mut out)?;
     Ok(out)
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::calendar::exchange_date;
 use crate::recorder::Recorder;
-use crate::valuation::{active_pool, equity, loss_fraction, share_of, stop_price, threshold};
+use crate::valuation::{active_pool, equity, loss_fraction, share_of, stop_price};
 
 fn hours(h: u32) -> chrono::Duration {
     chrono::Duration::hours(i64::from(h))
@@ -107,20 +107,20 @@ pub fn on_fill(r: &mut Recorder<'_>) {
 
 /// daily_loss, then emergency (SPEC 5 steps 3–4, SPEC 13's order).
 pub fn valuation_checks(r: &mut Recorder<'_>) {
-    let config = r.state.config.clone();
     let now_equity = equity(r.state);
+    if now_equity >= r.state.daily_loss_floor && now_equity >= r.state.emergency_floor {
+        return;
+    }
+    let config = r.state.config.clone();
     let today = exchange_date(r.at);
-    if now_equity < threshold(r.state.day_start_equity, config.daily_loss_pct)
-        && r.state.daily_loss_tripped_on != Some(today)
-    {
+    if now_equity < r.state.daily_loss_floor && r.state.daily_loss_tripped_on != Some(today) {
         r.emit(Event::CircuitBreakerTripped(CircuitBreakerTripped {
             kind: BreakerKind::DailyLoss,
             ticker: None,
             until: Some(r.at.plus(hours(config.volatility_pause_hours))),
         }));
     }
-    if now_equity < threshold(r.state.high_water_mark, config.emergency_drawdown_pct)
-        && !breaker_active(r, BreakerKind::Emergency, None)
+    if now_equity < r.state.emergency_floor && !breaker_active(r, BreakerKind::Emergency, None)
     {
         r.emit(Event::CircuitBreakerTripped(CircuitBreakerTripped {
             kind: BreakerKind::Emergency,

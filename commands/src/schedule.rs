@@ -59,13 +59,16 @@ pub struct TickCursor {
     at: Timestamp,
     rank: u8,
     day: Option<(NaiveDate, Vec<Tick>)>,
+    /// The first scheduled tick after the cursor, as last found (still valid while the
+    /// cursor has not reached it).
+    next: Option<Tick>,
 }
 
 impl TickCursor {
     /// A cursor for an account opened at `opened_at`: ticks run strictly after it.
     #[must_use]
     pub fn after(opened_at: Timestamp) -> Self {
-        Self { at: opened_at, rank: 1, day: None }
+        Self { at: opened_at, rank: 1, day: None, next: None }
     }
 
     /// Everything at or before this instant has run.
@@ -85,6 +88,16 @@ impl TickCursor {
     }
 
     fn next_scheduled(&mut self, config: &Config) -> Tick {
+        let (at, r) = (self.at, self.rank);
+        if let Some(next) = self.next.filter(|t| t.at > at || (t.at == at && r == 0)) {
+            return next;
+        }
+        let tick = self.find_next_scheduled(config);
+        self.next = Some(tick);
+        tick
+    }
+
+    fn find_next_scheduled(&mut self, config: &Config) -> Tick {
         let mut date = exchange_date(self.at);
         // A trading day always exists within a couple of weeks; a year bounds the search.
         for _ in 0..370 {

@@ -41,6 +41,9 @@ pub struct Position {
     /// Realized P&L over this trade's life so far.
     pub realized: Money,
     pub opened_at: Timestamp,
+    /// Market value: `qty × last quote` (average cost before any quote), in cents. Kept
+    /// current by `apply` so that equity is a sum, not a product per position per quote.
+    pub value: Money,
     /// Shares sold over this trade's life, and their notional (for the exit average).
     pub sold_qty: Qty,
     pub sold_notional: Decimal,
@@ -147,6 +150,10 @@ pub struct State {
     pub reserve: Money,
     pub high_water_mark: Money,
     pub day_start_equity: Money,
+    /// `cents(day_start_equity × (1 − daily_loss_pct))`, kept current by `apply`.
+    pub daily_loss_floor: Money,
+    /// `cents(high_water_mark × (1 − emergency_drawdown_pct))`, kept current by `apply`.
+    pub emergency_floor: Money,
     /// Stop-loss trigger times within the volatility window.
     pub stop_loss_times: VecDeque<Timestamp>,
     /// Realized P&L of the last 20 closed trades.
@@ -190,6 +197,8 @@ impl State {
             reserve: Money::zero(),
             high_water_mark: Money::zero(),
             day_start_equity: Money::zero(),
+            daily_loss_floor: Money::zero(),
+            emergency_floor: Money::zero(),
             stop_loss_times: VecDeque::new(),
             closed_trades: VecDeque::new(),
             close_snapshots: VecDeque::new(),
@@ -223,6 +232,22 @@ impl State {
     /// code that recorded it is wrong.
     pub fn apply(&mut self, stamped: &Stamped) {
         let at = stamped.at;
+        let moves_floors = matches!(
+            stamped.event,
+            Event::AccountOpened(_)
+                | Event::ConfigActivated(_)
+                | Event::PortfolioSnapshotTaken(_)
+                | Event::ReserveTransferred(_)
+                | Event::CircuitBreakerCleared(_)
+        );
+        self.apply_event(stamped, at);
+        if moves_floors {
+            self.daily_loss_floor = crate::valuation::threshold(self.day_start_equity, self.config.daily_loss_pct);
+            self.emergency_floor = crate::valuation::threshold(self.high_water_mark, self.config.emergency_drawdown_pct);
+        }
+    }
+
+    fn apply_event(&mut self, stamped: &Stamped, at: Timestamp) {
         match &stamped.event {
             Event::AccountOpened(e) => {
                 self.account = Some(Account {
@@ -243,7 +268,7 @@ impl State {
                     self.tier = e.config.initial_tier;
                     self.configured_since_open = true;
                 }
-                self.config = Arc::new(e.config.clone());
+                self.config = Arc::new((*e.config).clone());
                 self.config_hash.clone_from(&e.hash);
             }
             Event::SecurityUpdated(e) => {
@@ -261,7 +286,16 @@ impl State {
                 }
             }
             Event::QuoteObserved(e) => {
-                self.quotes.insert(e.ticker.clone(), Quote { price: e.price, at });
+                let quote = Quote { price: e.price, at };
+                match self.quotes.get_mut(&e.ticker) {
+                    Some(slot) => *slot = quote,
+                    None => {
+                        self.quotes.insert(e.ticker.clone(), quote);
+                    }
+                }
+                if let Some(position) = self.positions.get_mut(&e.ticker) {
+                    position.value = Money::of(position.qty, e.price);
+                }
             }
             Event::RecommendationReceived(e) => {
                 self.pending.retain(|p| p.recommendation.id != e.recommendation_id);
@@ -390,12 +424,14 @@ impl State {
                                 avg_cost: round4(e.price.value()),
                                 realized: Money::zero(),
                                 opened_at: at,
+                                value: Money::zero(),
                                 sold_qty: Qty(0),
                                 sold_notional: Decimal::ZERO,
                             },
                         );
                     }
                 }
+                self.revalue(&e.ticker);
             }
             Side::Sell => {
                 self.cash += notional;
@@ -411,8 +447,18 @@ impl State {
                 if position.qty.is_zero() {
                     let position = self.positions.remove(&e.ticker).unwrap_or_else(|| unreachable!());
                     self.closing = Some(ClosingPosition { ticker: e.ticker.clone(), position, closed_at: at });
+                } else {
+                    self.revalue(&e.ticker);
                 }
             }
+        }
+    }
+
+    /// Recomputes a position's market value after its quantity changed.
+    fn revalue(&mut self, ticker: &str) {
+        let last = self.quotes.get(ticker).map(|q| q.price.value());
+        if let Some(position) = self.positions.get_mut(ticker) {
+            position.value = Money::new(position.qty.decimal() * last.unwrap_or(position.avg_cost));
         }
     }
 

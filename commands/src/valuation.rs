@@ -19,16 +19,16 @@ pub fn mark(state: &State, ticker: &str, position: &Position) -> Decimal {
     last_price(state, ticker).map_or(position.avg_cost, Price::value)
 }
 
-/// `qty × last price`, rounded to cents.
+/// `qty × last price`, rounded to cents (kept current by `apply`).
 #[must_use]
-pub fn market_value(state: &State, ticker: &str, position: &Position) -> Money {
-    Money::new(position.qty.decimal() * mark(state, ticker, position))
+pub const fn market_value(_state: &State, _ticker: &str, position: &Position) -> Money {
+    position.value
 }
 
 /// `cash + Σ market value`.
 #[must_use]
 pub fn equity(state: &State) -> Money {
-    state.positions.iter().fold(state.cash, |sum, (ticker, p)| sum + market_value(state, ticker, p))
+    state.positions.values().fold(state.cash, |sum, p| sum + p.value)
 }
 
 /// `equity − reserve`.

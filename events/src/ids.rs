@@ -39,15 +39,16 @@ pub fn paper_fill_id(order_id: Uuid, n: u64) -> Uuid {
     derive(order_id, "paper-fill", n)
 }
 
-/// A UUIDv7 made from an instant and a sequence number instead of the clock and the OS's
-/// randomness: the ids `simulate` and the scheduler give their inputs, so that a run is
-/// reproducible byte for byte. Distinct (instant, sequence) pairs give distinct ids.
+/// A UUIDv7 made from an instant, a seed and a sequence number instead of the clock and
+/// the OS's randomness: the ids `simulate` gives its inputs, so that a run is
+/// reproducible byte for byte. Distinct (seed, sequence) pairs give distinct ids (the
+/// 62 random bits hold the seed and the sequence, less the version and variant bits).
 #[must_use]
-pub fn deterministic_v7(at: Timestamp, seed: Uuid, sequence: u64) -> Uuid {
+pub fn deterministic_v7(at: Timestamp, seed: u16, sequence: u64) -> Uuid {
     let millis = u64::try_from(at.unix_micros().div_euclid(1000)).unwrap_or(0);
-    let tail = derive(seed, "v7", sequence);
     let mut random = [0u8; 10];
-    random.copy_from_slice(&tail.as_bytes()[6..]);
+    random[..2].copy_from_slice(&seed.to_be_bytes());
+    random[2..].copy_from_slice(&sequence.to_be_bytes());
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
@@ -89,9 +90,10 @@ mod tests {
         assert_ne!(order_id(input, 3), decision_event_id(input, 3));
         assert_eq!(order_id(input, 0).get_version_num(), 5);
         let at = Timestamp::parse("2024-03-04T14:36:00Z").unwrap();
-        let v7 = deterministic_v7(at, input, 1);
+        let v7 = deterministic_v7(at, 9, 1);
         assert_eq!(v7.get_version_num(), 7);
-        assert_ne!(v7, deterministic_v7(at, input, 2));
+        assert_ne!(v7, deterministic_v7(at, 9, 2));
+        assert_ne!(v7, deterministic_v7(at, 8, 1));
     }
 
     #[test]

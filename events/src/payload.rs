@@ -35,7 +35,8 @@ pub struct AccountOpened {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigActivated {
-    pub config: Config,
+    /// Boxed: a configuration is large, and every `Event` is as large as its largest variant.
+    pub config: Box<Config>,
     pub hash: String,
 }
 

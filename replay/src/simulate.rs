@@ -13,7 +13,7 @@ use crate::scenario::{parse_line, LineError};
 use crate::summary::Summary;
 
 /// The seed of the deterministic UUIDv7 ids `simulate` gives its inputs.
-const INPUT_ID_SEED: Uuid = Uuid::from_u128(0x51a1_0a7e_0000_4000_8000_0000_0000_0001);
+const INPUT_ID_SEED: u16 = 0x5111;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -67,7 +67,7 @@ impl<W: Write> Run<'_, W> {
 
     fn step(&mut self, stamped: Stamped) -> Result<StepOutcome, InputError> {
         let input = Input { id: self.next_id(stamped.at), stamped };
-        let outcome = self.engine.step(&input, &mut self.buffer)?;
+        let outcome = self.engine.step(input, &mut self.buffer)?;
         Ok(outcome)
     }
 
@@ -109,7 +109,7 @@ impl<W: Write> Run<'_, W> {
         let opening = matches!(stamped.event, Event::AccountOpened(_));
         let outcome = self.step(stamped).map_err(bad)?;
         if opening && matches!(outcome, StepOutcome::Recorded { .. }) {
-            let activated = ConfigActivated { config: self.config.clone(), hash: self.config.hash() };
+            let activated = ConfigActivated { config: Box::new(self.config.clone()), hash: self.config.hash() };
             self.step(Stamped::new(at, activated)).map_err(bad)?;
             self.cursor = Some(TickCursor::after(at));
         }

@@ -57,7 +57,7 @@ pub fn given_account(mode: AccountMode, cash: &str, change: impl FnOnce(&mut Con
     let hash = config.hash();
     let mut g = Given { engine: Engine::default(), at: t("14:00"), sequence: 0 };
     g = g.event(AccountOpened { account_id: "t".into(), initial_cash: money(cash), mode });
-    g.event(ConfigActivated { config, hash })
+    g.event(ConfigActivated { config: Box::new(config), hash })
 }
 
 impl Given {
@@ -82,7 +82,7 @@ impl Given {
     pub fn input(mut self, event: impl Into<Event>) -> Self {
         let id = self.next_id();
         let mut out = Vec::new();
-        self.engine.step(&Input { id, stamped: Stamped::new(self.at, event) }, &mut out).unwrap();
+        self.engine.step(Input { id, stamped: Stamped::new(self.at, event) }, &mut out).unwrap();
         self
     }
 
@@ -131,7 +131,7 @@ impl Given {
     pub fn when(mut self, event: impl Into<Event>) -> Then {
         let id = self.next_id();
         let mut out = Vec::new();
-        let outcome = self.engine.step(&Input { id, stamped: Stamped::new(self.at, event) }, &mut out);
+        let outcome = self.engine.step(Input { id, stamped: Stamped::new(self.at, event) }, &mut out);
         Then { outcome, events: out, engine: self.engine, at: self.at, sequence: self.sequence }
     }
 

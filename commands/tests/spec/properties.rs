@@ -36,12 +36,12 @@ mod property_tests {
         let mut sequence = 0u128;
         let mut next = |engine: &mut Engine, out: &mut Vec<Stamped>, stamped: Stamped| {
             sequence += 1;
-            engine.step(&Input { id: uuid::Uuid::from_u128(sequence), stamped }, out).unwrap();
+            engine.step(Input { id: uuid::Uuid::from_u128(sequence), stamped }, out).unwrap();
         };
         let mut at = t("13:00");
         next(&mut engine, &mut out, Stamped::new(at, AccountOpened { account_id: "p".into(), initial_cash: money("100000.00"), mode: AccountMode::Paper }));
         let config = Config::default();
-        next(&mut engine, &mut out, Stamped::new(at, ConfigActivated { hash: config.hash(), config: config.clone() }));
+        next(&mut engine, &mut out, Stamped::new(at, ConfigActivated { hash: config.hash(), config: Box::new(config.clone()) }));
         for (i, ticker) in TICKERS.iter().enumerate() {
             next(&mut engine, &mut out, Stamped::new(at, SecurityUpdated { ticker: (*ticker).into(), sector: Some(SECTORS[i % 3].into()), next_earnings_date: None }));
         }
