@@ -35,7 +35,8 @@ tape_as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         "$@"
     elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
+        # Without a terminal (CI) sudo must not wait for a password nobody can type.
+        if [ -t 0 ]; then sudo "$@"; else sudo -n "$@"; fi
     else
         printf 'error: this step needs root: run as root or install sudo (command: %s)\n' "$*" >&2
         return 1
@@ -70,6 +71,7 @@ tape_ensure_rust() {
         tape_apt_install build-essential pkg-config || tape_die "could not install a C toolchain (build-essential)"
     fi
     if command -v cargo >/dev/null 2>&1; then
+        tape_check_rust_version
         return 0
     fi
     printf 'cargo was not found: installing the Rust toolchain with rustup (https://rustup.rs)\n' >&2
@@ -78,6 +80,22 @@ tape_ensure_rust() {
         tape_die "rustup could not be installed (no network?). Install Rust 1.85 or newer from https://rustup.rs and retry"
     export PATH="$HOME/.cargo/bin:$PATH"
     command -v cargo >/dev/null 2>&1 || tape_die "rustup ran but cargo is still not on PATH"
+}
+
+# tape needs the rust-version of Cargo.toml (1.85); an older toolchain fails to build with
+# a less helpful message.
+tape_check_rust_version() {
+    local version minor
+    version=$(rustc --version 2>/dev/null | awk '{print $2}')
+    minor=$(printf '%s\n' "$version" | cut -d. -f2)
+    if [ -n "$minor" ] && [ "$minor" -lt 85 ] 2>/dev/null; then
+        if command -v rustup >/dev/null 2>&1; then
+            tape_info "rustc $version is older than 1.85: updating with rustup"
+            rustup update stable || tape_die "rustup update failed: tape needs Rust 1.85 or newer (rustc $version)"
+        else
+            tape_die "rustc $version is older than 1.85, which tape needs: install Rust from https://rustup.rs"
+        fi
+    fi
 }
 
 # ---------------------------------------------------------------------------------------
