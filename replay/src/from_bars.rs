@@ -59,7 +59,7 @@ pub const SOURCE: &str = "from-bars:momentum-20d";
 /// What went wrong making a scenario.
 #[derive(Debug, thiserror::Error)]
 pub enum FromBarsError {
-    #[error("cannot read {file}: {source}")]
+    #[error("cannot read {file}")]
     Read {
         file: String,
         #[source]
@@ -101,7 +101,7 @@ pub enum FromBarsError {
         hour: u32,
         minute: u32,
     },
-    #[error("writing the scenario: {0}")]
+    #[error("writing the scenario")]
     Write(#[source] io::Error),
 }
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tape_replay::from_bars::{self, Params, Sources};
+use tape_replay::from_bars::{self, FromBarsError, Params, Sources};
 
 /// `tape scenario`.
 #[derive(Debug, Args)]
@@ -93,16 +93,22 @@ fn from_bars(args: &FromBarsArgs) -> anyhow::Result<ExitCode> {
     let holidays = tape_events::config::nyse_holidays();
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let summary = from_bars::generate(
-        &params,
-        &Sources {
-            bars: &bars,
-            sectors: &sectors,
-            holidays,
-        },
-        &mut out,
-    )?;
-    out.flush().context("writing the scenario to stdout")?;
+    let sources = Sources {
+        bars: &bars,
+        sectors: &sectors,
+        holidays,
+    };
+    let summary = match from_bars::generate(&params, &sources, &mut out) {
+        // The reader went away (`| head`): stop quietly, like other Unix tools.
+        Err(FromBarsError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS)
+        }
+        other => other?,
+    };
+    match out.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        other => other.context("writing the scenario to stdout")?,
+    }
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }
