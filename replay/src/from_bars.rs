@@ -493,24 +493,18 @@ pub fn generate(
                     .collect();
                 closes.reverse();
                 if let Some(momentum) = feed::Momentum::from_closes(&closes) {
+                    let context = TickerDay {
+                        seed: params.seed,
+                        ticker,
+                        day_text: &day_text,
+                        times: &times,
+                        prices: &prices,
+                        momentum: &momentum,
+                    };
                     let mut z_ref = momentum.z_prev_close();
                     for (hour, minute) in RECOMMENDATION_SLOTS {
-                        let slot = SlotContext {
-                            ticker,
-                            day_text: &day_text,
-                            hour,
-                            minute,
-                        };
                         let at = exchange_time(day, hour, minute)?;
-                        let generated = recommendation(
-                            params.seed,
-                            &slot,
-                            at,
-                            &times,
-                            &prices,
-                            &momentum,
-                            z_ref,
-                        );
+                        let generated = recommendation(&context, (hour, minute), at, z_ref);
                         z_ref = generated.z;
                         if let Some(rec) = generated.rec {
                             if generated.invalid {
@@ -554,11 +548,15 @@ pub fn generate(
     Ok(writer.summary)
 }
 
-struct SlotContext<'a> {
+/// What the feed knows of one ticker on one day.
+struct TickerDay<'a> {
+    seed: u64,
     ticker: &'a str,
     day_text: &'a str,
-    hour: u32,
-    minute: u32,
+    /// The day's quote times and prices.
+    times: &'a [Timestamp],
+    prices: &'a [Decimal],
+    momentum: &'a feed::Momentum,
 }
 
 struct Generated {
@@ -572,29 +570,27 @@ struct Generated {
 /// seconds before `at` it was generated, the per-mille roll for a malformed row, the
 /// kind of malformation (all three always, so one never shifts another).
 fn recommendation(
-    seed: u64,
-    slot: &SlotContext<'_>,
+    day: &TickerDay<'_>,
+    (hour, minute): (u32, u32),
     at: Timestamp,
-    times: &[Timestamp],
-    prices: &[Decimal],
-    momentum: &feed::Momentum,
     z_ref: f64,
 ) -> Generated {
-    let slot_text = format!("{:02}{:02}", slot.hour, slot.minute);
+    let slot_text = format!("{hour:02}{minute:02}");
     let mut rng = rng_for(
-        seed,
+        day.seed,
         "recommendation",
-        &[slot.ticker, slot.day_text, &slot_text],
+        &[day.ticker, day.day_text, &slot_text],
     );
     let before_secs = rng.random_range(GENERATED_BEFORE_SECS.0..=GENERATED_BEFORE_SECS.1);
     let roll = rng.random_range(0..1000u32);
     let kind = rng.random_range(0..6u32);
     let generated_at = at.minus(Duration::seconds(before_secs));
     // The last quote at or before generated_at: all the feed may know of today.
-    let Some(known) = times
+    let Some(known) = day
+        .times
         .iter()
         .rposition(|t| *t <= generated_at)
-        .map(|i| prices[i])
+        .map(|i| day.prices[i])
     else {
         return Generated {
             z: z_ref,
@@ -602,7 +598,7 @@ fn recommendation(
             invalid: false,
         };
     };
-    let z = momentum.z_at(known);
+    let z = day.momentum.z_at(known);
     let (action, confidence) = match (feed::buy_confidence(z), feed::sell_confidence(z_ref, z)) {
         (Some(confidence), _) => ("buy", confidence),
         (None, Some(confidence)) => ("sell", confidence),
@@ -615,8 +611,8 @@ fn recommendation(
         }
     };
     let mut rec = RecommendationReceived {
-        recommendation_id: format!("rec-{}-{}-{slot_text}", slot.day_text, slot.ticker),
-        ticker: Some(slot.ticker.to_owned()),
+        recommendation_id: format!("rec-{}-{}-{slot_text}", day.day_text, day.ticker),
+        ticker: Some(day.ticker.to_owned()),
         action: Some(action.to_owned()),
         confidence: Some(confidence.to_string()),
         mode: Some("paper_eligible".to_owned()),
@@ -626,7 +622,7 @@ fn recommendation(
     let invalid = roll < INVALID_PER_MILLE;
     if invalid {
         match kind {
-            0 => rec.ticker = Some(slot.ticker.to_ascii_lowercase()),
+            0 => rec.ticker = Some(day.ticker.to_ascii_lowercase()),
             1 => rec.confidence = Some("1.2".to_owned()),
             2 => rec.action = Some(action.to_ascii_uppercase()),
             3 => rec.confidence = Some(format!("{}e0", rec.confidence.as_deref().unwrap_or("0.8"))),
