@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the pure core over a scenario file with the paper broker, no database (SPEC 9).
     Simulate(cli::simulate::Args),
+    /// Make scenario files for `tape simulate`.
+    Scenario(cli::scenario::ScenarioArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,5 +39,6 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Simulate(args) => cli::simulate::run(args),
+        Command::Scenario(args) => cli::scenario::run(args),
     }
 }

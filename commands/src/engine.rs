@@ -148,7 +148,7 @@ impl Engine {
                 check_ticker(&e.ticker)?;
                 check_price(&e.ticker, e.close)?;
                 let Some(closes) = state.closes.get(&e.ticker) else { return Ok(true) };
-                if closes.get(&e.date) == Some(&e.close) {
+                if closes.get(&e.date).map(|c| c.price) == Some(e.close) {
                     return Ok(false);
                 }
                 let full = closes.len() >= state.config.correlation_window as usize;
@@ -282,6 +282,10 @@ fn on_tick(r: &mut Recorder<'_>, tick: TickKind) {
             let ids: Vec<String> = r.state.pending.iter().map(|p| p.recommendation.id.clone()).collect();
             for id in ids {
                 let Some(pending) = r.state.pending(&id) else { continue };
+                let early = crate::evaluate::early_outcome(r.state, &pending.recommendation, r.at);
+                if early.is_some() && early == pending.last_outcome {
+                    continue;
+                }
                 let evaluation = evaluate(r.state, &pending.recommendation, r.at);
                 if pending.last_outcome != Some(evaluation.outcome) {
                     evaluation.events.into_iter().for_each(|d| r.emit(d));

@@ -80,6 +80,46 @@ impl Builder<'_> {
     }
 }
 
+/// Whether a valid recommendation is stale at `now` (SPEC 4: `generated_at <= now − max_age`).
+fn is_stale(state: &State, fields: &ValidFields, now: Timestamp) -> bool {
+    fields.generated_at <= now.minus(state.config.recommendation_max_age.chrono())
+}
+
+/// Whether a breaker blocks a buy of `ticker` at `now` (check a).
+fn blocking_breakers<'a>(state: &'a State, ticker: &'a str, now: Timestamp) -> impl Iterator<Item = &'a crate::state::Breaker> {
+    state
+        .breakers
+        .iter()
+        .filter(move |br| br.is_active(now))
+        .filter(move |br| br.kind != BreakerKind::SinglePosition || br.ticker.as_deref() == Some(ticker))
+}
+
+/// The outcome of an evaluation when it ends at step 0, staleness or a transient check
+/// (a–c); `None` when it would reach check d, after which every outcome is final. Uses
+/// the same predicates as [`evaluate`] without building any event, so that a poll can
+/// skip an evaluation whose outcome has not changed (SPEC 13: it records nothing then).
+#[must_use]
+pub fn early_outcome(state: &State, recommendation: &Recommendation, now: Timestamp) -> Option<OutcomeKey> {
+    let fields = match &recommendation.validity {
+        Validity::Invalid(field) => return Some((Outcome::Skip, true, Some(SkipReason::Invalid(*field)))),
+        Validity::Valid(fields) => fields,
+    };
+    let transient = |check| Some((Outcome::Skip, false, Some(SkipReason::Check(check))));
+    if is_stale(state, fields, now) {
+        return Some((Outcome::Skip, true, Some(SkipReason::Stale)));
+    }
+    if fields.side == Side::Buy && blocking_breakers(state, &fields.ticker, now).next().is_some() {
+        return transient(CheckName::CircuitBreaker);
+    }
+    if !in_trading_window(now, &state.config) {
+        return transient(CheckName::TradingWindow);
+    }
+    if fields.confidence < state.config.tier(state.tier).min_confidence {
+        return transient(CheckName::Confidence);
+    }
+    None
+}
+
 fn not_applicable() -> Value {
     json!({ "not_applicable_to_sell": true })
 }
@@ -93,7 +133,7 @@ pub fn evaluate(state: &State, recommendation: &Recommendation, now: Timestamp) 
         Validity::Valid(fields) => fields,
     };
     let config = &*state.config;
-    if fields.generated_at <= now.minus(config.recommendation_max_age.chrono()) {
+    if is_stale(state, fields, now) {
         return b.skip(SkipReason::Stale);
     }
     let is_sell = fields.side == Side::Sell;
@@ -104,11 +144,7 @@ pub fn evaluate(state: &State, recommendation: &Recommendation, now: Timestamp) 
     if is_sell {
         b.check(CheckName::CircuitBreaker, true, not_applicable());
     } else {
-        let active: Vec<Value> = state
-            .breakers
-            .iter()
-            .filter(|br| br.is_active(now))
-            .filter(|br| br.kind != BreakerKind::SinglePosition || br.ticker.as_deref() == Some(ticker))
+        let active: Vec<Value> = blocking_breakers(state, ticker, now)
             .map(|br| json!({ "kind": br.kind, "ticker": br.ticker, "until": br.until }))
             .collect();
         let passed = active.is_empty();

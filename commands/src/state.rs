@@ -85,6 +85,23 @@ pub struct Quote {
     pub at: Timestamp,
 }
 
+/// A daily close, with its value parsed once from its decimal text for the statistics
+/// (SPEC 2.3: "computed in f64 from the decimal strings parsed as f64").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Close {
+    pub price: Price,
+    pub value: f64,
+}
+
+impl Eq for Close {}
+
+impl Close {
+    #[must_use]
+    pub fn new(price: Price) -> Self {
+        Self { price, value: crate::stats::to_f64(price.value()) }
+    }
+}
+
 /// Reference data of a ticker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Security {
@@ -139,7 +156,7 @@ pub struct State {
     pub open_orders: Vec<OpenOrder>,
     pub quotes: BTreeMap<String, Quote>,
     /// The last `correlation_window` daily closes of each ticker, by date.
-    pub closes: BTreeMap<String, BTreeMap<NaiveDate, Price>>,
+    pub closes: BTreeMap<String, BTreeMap<NaiveDate, Close>>,
     pub securities: BTreeMap<String, Security>,
     /// Pending recommendations in capture order.
     pub pending: Vec<Pending>,
@@ -280,7 +297,7 @@ impl State {
             Event::DailyBarObserved(e) => {
                 let window = self.config.correlation_window as usize;
                 let closes = self.closes.entry(e.ticker.clone()).or_default();
-                closes.insert(e.date, e.close);
+                closes.insert(e.date, Close::new(e.close));
                 while closes.len() > window {
                     closes.pop_first();
                 }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use tape_events::{round4, Money, Price};
+use tape_events::{round4, Money};
+
+use crate::state::Close;
 
 /// A decimal's value as an `f64`, parsed from its decimal text (never a lossy cast).
 #[must_use]
@@ -31,13 +33,13 @@ pub fn ratio(value: f64) -> Decimal {
 /// between consecutive dates of that intersection"). Both maps already hold at most the
 /// window.
 #[must_use]
-pub fn aligned_returns(a: &BTreeMap<NaiveDate, Price>, b: &BTreeMap<NaiveDate, Price>) -> (Vec<f64>, Vec<f64>) {
+pub fn aligned_returns(a: &BTreeMap<NaiveDate, Close>, b: &BTreeMap<NaiveDate, Close>) -> (Vec<f64>, Vec<f64>) {
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     let mut previous: Option<(f64, f64)> = None;
     for (date, price_a) in a {
         let Some(price_b) = b.get(date) else { continue };
-        let (x, y) = (to_f64(price_a.value()), to_f64(price_b.value()));
+        let (x, y) = (price_a.value, price_b.value);
         if let Some((px, py)) = previous {
             xs.push(x / px - 1.0);
             ys.push(y / py - 1.0);

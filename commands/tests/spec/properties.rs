@@ -3,6 +3,7 @@
 #[cfg(test)]
 mod property_tests {
     use proptest::prelude::*;
+    use tape_commands::evaluate::{early_outcome, evaluate};
     use tape_commands::schedule::TickCursor;
     use tape_commands::valuation::{active_pool, available_cash, heat, market_value};
     use tape_commands::{fold, paper, Engine, Input, State};
@@ -35,6 +36,12 @@ mod property_tests {
         let mut out = Vec::new();
         let mut sequence = 0u128;
         let mut next = |engine: &mut Engine, out: &mut Vec<Stamped>, stamped: Stamped| {
+            // The poll's shortcut must agree with the full evaluation wherever it answers.
+            for pending in &engine.state().pending {
+                if let Some(early) = early_outcome(engine.state(), &pending.recommendation, stamped.at) {
+                    assert_eq!(early, evaluate(engine.state(), &pending.recommendation, stamped.at).outcome);
+                }
+            }
             sequence += 1;
             engine.step(Input { id: uuid::Uuid::from_u128(sequence), stamped }, out).unwrap();
         };
