@@ -77,10 +77,8 @@ pub fn load(layers: &Layers<'_>) -> Result<Config, ConfigError> {
         set_path(&mut merged, path.trim(), parse_value(text.trim()), &format!("--set {set}"))?;
     }
     let json = toml_to_json(Value::Table(merged));
-    let config: Config = serde_path_to_error::deserialize(json).map_err(|e| ConfigError::Value {
-        key: e.path().to_string(),
-        message: e.inner().to_string(),
-    })?;
+    let config: Config = serde_path_to_error::deserialize(json)
+        .map_err(|e| ConfigError::Value { key: e.path().to_string(), message: e.inner().to_string() })?;
     config.validate()?;
     Ok(config)
 }
@@ -182,8 +180,19 @@ mod tests {
 
     #[test]
     fn floats_and_strings_mean_the_same_and_holidays_can_be_emptied() {
-        let a = load(&Layers { file: Some(("a", "slippage_bps = 10\nholidays = []\n[tiers.conservative]\nmax_portfolio_heat = 0.002\n")), ..Layers::default() }).unwrap();
-        let b = load(&Layers { file: Some(("b", "slippage_bps = \"10\"\nholidays = []\n[tiers.conservative]\nmax_portfolio_heat = \"0.002\"\n")), ..Layers::default() }).unwrap();
+        let a = load(&Layers {
+            file: Some(("a", "slippage_bps = 10\nholidays = []\n[tiers.conservative]\nmax_portfolio_heat = 0.002\n")),
+            ..Layers::default()
+        })
+        .unwrap();
+        let b = load(&Layers {
+            file: Some((
+                "b",
+                "slippage_bps = \"10\"\nholidays = []\n[tiers.conservative]\nmax_portfolio_heat = \"0.002\"\n",
+            )),
+            ..Layers::default()
+        })
+        .unwrap();
         assert_eq!(a, b);
         assert!(a.holidays.is_empty());
     }
@@ -205,11 +214,13 @@ mod tests {
     fn errors_name_the_key() {
         let e = load(&Layers { file: Some(("tape.toml", "max_open_positons = 3")), ..Layers::default() }).unwrap_err();
         assert_eq!(e.to_string(), "tape.toml: unknown config key \"max_open_positons\"");
-        let e = load(&Layers { file: Some(("tape.toml", "[tiers.bold]\nmin_confidence = 0.5")), ..Layers::default() }).unwrap_err();
+        let e = load(&Layers { file: Some(("tape.toml", "[tiers.bold]\nmin_confidence = 0.5")), ..Layers::default() })
+            .unwrap_err();
         assert_eq!(e.to_string(), "tape.toml: unknown config key \"tiers.bold\"");
         let e = load(&Layers { file: Some(("t", "max_open_positions = \"many\"")), ..Layers::default() }).unwrap_err();
         assert!(e.to_string().starts_with("invalid config value for max_open_positions"), "{e}");
-        let e = load(&Layers { file: Some(("t", "[tiers.moderate]\nmin_confidence = \"1e-1\"")), ..Layers::default() }).unwrap_err();
+        let e = load(&Layers { file: Some(("t", "[tiers.moderate]\nmin_confidence = \"1e-1\"")), ..Layers::default() })
+            .unwrap_err();
         assert!(e.to_string().contains("tiers.moderate.min_confidence"), "{e}");
         let sets = vec!["nope=1".to_owned()];
         let e = load(&Layers { sets: &sets, ..Layers::default() }).unwrap_err();

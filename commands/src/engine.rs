@@ -3,8 +3,8 @@
 //! `decide` + `apply` loop; [`crate::decide`] is the same thing on a copy of the state.
 
 use tape_events::{
-    BreakerKind, CircuitBreakerCleared, Event, Money, PerformanceEvaluated, PortfolioSnapshotTaken, Qty,
-    ReserveKind, ReserveTransferred, RiskTierChanged, SnapshotKind, Stamped, TickKind, TierChangeReason, Timestamp,
+    BreakerKind, CircuitBreakerCleared, Event, Money, PerformanceEvaluated, PortfolioSnapshotTaken, Qty, ReserveKind,
+    ReserveTransferred, RiskTierChanged, SnapshotKind, Stamped, TickKind, TierChangeReason, Timestamp,
 };
 use uuid::Uuid;
 
@@ -172,9 +172,13 @@ impl Engine {
                     fill_id: e.fill_id.clone(),
                     order_id: e.order_id,
                 })?;
-                let mismatch = |what: String| InputError::FillMismatch { fill_id: e.fill_id.clone(), order_id: e.order_id, what };
+                let mismatch =
+                    |what: String| InputError::FillMismatch { fill_id: e.fill_id.clone(), order_id: e.order_id, what };
                 if order.ticker != e.ticker || order.side != e.side {
-                    return Err(mismatch(format!("fill is {} {}, order is {} {}", e.side, e.ticker, order.side, order.ticker)));
+                    return Err(mismatch(format!(
+                        "fill is {} {}, order is {} {}",
+                        e.side, e.ticker, order.side, order.ticker
+                    )));
                 }
                 if e.qty.is_zero() || e.qty > order.remaining() {
                     return Err(mismatch(format!("qty {} is not within 1..={}", e.qty, order.remaining())));
@@ -210,7 +214,11 @@ impl Engine {
 }
 
 fn check_ticker(ticker: &str) -> Result<(), InputError> {
-    if tape_events::ids::is_valid_ticker(ticker) { Ok(()) } else { Err(InputError::Ticker(ticker.to_owned())) }
+    if tape_events::ids::is_valid_ticker(ticker) {
+        Ok(())
+    } else {
+        Err(InputError::Ticker(ticker.to_owned()))
+    }
 }
 
 fn check_price(ticker: &str, price: tape_events::Price) -> Result<(), InputError> {
@@ -347,9 +355,8 @@ fn risk_tier(r: &mut Recorder<'_>) {
         && drawdown <= Decimal::new(5, 2)
         && win_rate.is_some_and(|w| w >= Decimal::new(55, 2))
         && days_since_change >= MIN_DAYS_BETWEEN_CHANGES;
-    let demote = sharpe < Decimal::ZERO
-        || drawdown > Decimal::new(10, 2)
-        || win_rate.is_some_and(|w| w < Decimal::new(40, 2));
+    let demote =
+        sharpe < Decimal::ZERO || drawdown > Decimal::new(10, 2) || win_rate.is_some_and(|w| w < Decimal::new(40, 2));
     let tier = state.tier;
     let change = if promote {
         tier.promoted().map(|to| (to, TierChangeReason::Promote))

@@ -6,7 +6,8 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tape_events::{
-    BreakerKind, CheckName, Money, Outcome, Price, Qty, Side, SkipReason, SizingStepApplied, Timestamp, TradingDecisionRecorded,
+    BreakerKind, CheckName, Money, Outcome, Price, Qty, Side, SizingStepApplied, SkipReason, Timestamp,
+    TradingDecisionRecorded,
 };
 use tape_events::{Event, OrderPlaced, OrderReason, PreTradeCheckEvaluated};
 use uuid::Uuid;
@@ -44,7 +45,13 @@ impl Builder<'_> {
         passed
     }
 
-    fn decide(mut self, decision: Outcome, is_final: bool, skip: Option<SkipReason>, act: Option<(Qty, Money, Price)>) -> Evaluation {
+    fn decide(
+        mut self,
+        decision: Outcome,
+        is_final: bool,
+        skip: Option<SkipReason>,
+        act: Option<(Qty, Money, Price)>,
+    ) -> Evaluation {
         self.events.push(Event::TradingDecisionRecorded(TradingDecisionRecorded {
             recommendation_id: self.recommendation.id.clone(),
             ticker: self.recommendation.raw_ticker.clone(),
@@ -86,7 +93,11 @@ fn is_stale(state: &State, fields: &ValidFields, now: Timestamp) -> bool {
 }
 
 /// Whether a breaker blocks a buy of `ticker` at `now` (check a).
-fn blocking_breakers<'a>(state: &'a State, ticker: &'a str, now: Timestamp) -> impl Iterator<Item = &'a crate::state::Breaker> {
+fn blocking_breakers<'a>(
+    state: &'a State,
+    ticker: &'a str,
+    now: Timestamp,
+) -> impl Iterator<Item = &'a crate::state::Breaker> {
     state
         .breakers
         .iter()
@@ -270,4 +281,3 @@ pub fn evaluate(state: &State, recommendation: &Recommendation, now: Timestamp) 
         Ok((shares, dollars)) => b.act(fields, shares, dollars, price, OrderReason::Entry),
     }
 }
-

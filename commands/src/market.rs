@@ -120,8 +120,7 @@ pub fn valuation_checks(r: &mut Recorder<'_>) {
             until: Some(r.at.plus(hours(config.volatility_pause_hours))),
         }));
     }
-    if now_equity < r.state.emergency_floor && !breaker_active(r, BreakerKind::Emergency, None)
-    {
+    if now_equity < r.state.emergency_floor && !breaker_active(r, BreakerKind::Emergency, None) {
         r.emit(Event::CircuitBreakerTripped(CircuitBreakerTripped {
             kind: BreakerKind::Emergency,
             ticker: None,

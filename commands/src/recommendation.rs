@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(invalid(&rec("AAPL", "buy", "-0.1", "paper_eligible", at), AccountMode::Paper), Some(F::Confidence));
         assert_eq!(invalid(&rec("AAPL", "buy", "0.5", "research", at), AccountMode::Paper), Some(F::Mode));
         assert_eq!(invalid(&rec("AAPL", "buy", "0.5", "paper_eligible", at), AccountMode::Live), Some(F::Mode));
-        assert_eq!(invalid(&rec("AAPL", "buy", "0.5", "live_eligible", "soon"), AccountMode::Live), Some(F::GeneratedAt));
+        assert_eq!(
+            invalid(&rec("AAPL", "buy", "0.5", "live_eligible", "soon"), AccountMode::Live),
+            Some(F::GeneratedAt)
+        );
         assert_eq!(invalid(&rec("AAPL", "sell", "1", "live_eligible", at), AccountMode::Paper), None);
         assert_eq!(invalid(&rec("BRK.B", "buy", "0", "paper_eligible", at), AccountMode::Paper), None);
     }

@@ -19,7 +19,11 @@ pub struct Tick {
 }
 
 const fn rank(kind: TickKind) -> u8 {
-    if matches!(kind, TickKind::Poll) { 0 } else { 1 }
+    if matches!(kind, TickKind::Poll) {
+        0
+    } else {
+        1
+    }
 }
 
 fn hm(h: u32, m: u32) -> NaiveTime {
@@ -34,7 +38,10 @@ pub fn day_schedule(date: NaiveDate, config: &Config) -> Vec<Tick> {
         return Vec::new();
     }
     let mut ticks: Vec<Tick> = (0..26)
-        .map(|i| Tick { at: exchange_instant(date, hm(9 + (30 + 15 * i) / 60, (30 + 15 * i) % 60)), kind: TickKind::Snapshot })
+        .map(|i| Tick {
+            at: exchange_instant(date, hm(9 + (30 + 15 * i) / 60, (30 + 15 * i) % 60)),
+            kind: TickKind::Snapshot,
+        })
         .collect();
     ticks.push(Tick { at: exchange_instant(date, hm(16, 0)), kind: TickKind::Close });
     ticks.push(Tick { at: exchange_instant(date, hm(16, 5)), kind: TickKind::RiskTier });
@@ -46,10 +53,7 @@ pub fn day_schedule(date: NaiveDate, config: &Config) -> Vec<Tick> {
 #[must_use]
 pub fn next_minute_after(t: Timestamp) -> Timestamp {
     let at = t.datetime();
-    let floor = at
-        .with_second(0)
-        .and_then(|a| a.with_nanosecond(0))
-        .unwrap_or(at);
+    let floor = at.with_second(0).and_then(|a| a.with_nanosecond(0)).unwrap_or(at);
     Timestamp::from_datetime(floor + Duration::minutes(1))
 }
 

@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use tape_events::{Money, Price, Qty, RejectReason, SizingStep};
 
-use crate::stats;
 use crate::state::State;
+use crate::stats;
 use crate::valuation::{active_pool, available_cash, heat, market_value, open_buy_notional, open_buys, share_of};
 
 /// The sector of a ticker with no known sector.
@@ -127,7 +127,8 @@ pub fn size(request: &Request<'_>) -> Sizing {
         }
         Some(rho) if rho > config.correlation_reduce => {
             let span = config.correlation_reject - config.correlation_reduce;
-            let factor = tape_events::round4(Decimal::ONE - Decimal::new(5, 1) * (rho - config.correlation_reduce) / span);
+            let factor =
+                tape_events::round4(Decimal::ONE - Decimal::new(5, 1) * (rho - config.correlation_reduce) / span);
             detail.insert("factor".into(), json!(factor.to_string()));
             let after = run.dollars.times(factor);
             run.record(SizingStep::Correlation, after, Value::Object(detail));

@@ -260,7 +260,8 @@ impl State {
         self.apply_event(stamped, at);
         if moves_floors {
             self.daily_loss_floor = crate::valuation::threshold(self.day_start_equity, self.config.daily_loss_pct);
-            self.emergency_floor = crate::valuation::threshold(self.high_water_mark, self.config.emergency_drawdown_pct);
+            self.emergency_floor =
+                crate::valuation::threshold(self.high_water_mark, self.config.emergency_drawdown_pct);
         }
     }
 

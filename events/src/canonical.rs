@@ -15,8 +15,7 @@ use serde_json::Value;
 /// maps with non-string keys) would be a bug: `Invariant:`.
 #[must_use]
 pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let value = serde_json::to_value(value)
-        .unwrap_or_else(|e| panic!("Invariant: payload serializes to JSON: {e}"));
+    let value = serde_json::to_value(value).unwrap_or_else(|e| panic!("Invariant: payload serializes to JSON: {e}"));
     let mut out = Vec::with_capacity(256);
     write_canonical(&value, &mut out);
     out
@@ -60,8 +59,7 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         Value::String(s) => write_string(s, out),
         other => {
             // null, bool and numbers have one form in serde_json's output.
-            serde_json::to_writer(&mut *out, other)
-                .unwrap_or_else(|e| panic!("Invariant: scalar JSON writes: {e}"));
+            serde_json::to_writer(&mut *out, other).unwrap_or_else(|e| panic!("Invariant: scalar JSON writes: {e}"));
         }
     }
 }

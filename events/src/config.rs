@@ -192,11 +192,8 @@ struct TradingWindowText {
 
 impl Serialize for TradingWindow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        TradingWindowText {
-            start: self.start.format("%H:%M").to_string(),
-            end: self.end.format("%H:%M").to_string(),
-        }
-        .serialize(serializer)
+        TradingWindowText { start: self.start.format("%H:%M").to_string(), end: self.end.format("%H:%M").to_string() }
+            .serialize(serializer)
     }
 }
 
@@ -404,12 +401,8 @@ impl Config {
         ] {
             unit(key, v)?;
         }
-        if !(self.correlation_reduce < self.correlation_reject) {
-            return err(
-                "correlation_reduce",
-                self.correlation_reduce.to_string(),
-                "must be below correlation_reject",
-            );
+        if self.correlation_reduce >= self.correlation_reject {
+            return err("correlation_reduce", self.correlation_reduce.to_string(), "must be below correlation_reject");
         }
         if self.trading_window.start >= self.trading_window.end {
             return err("trading_window", format!("{:?}", self.trading_window), "start must be before end");
@@ -465,7 +458,9 @@ mod tests {
 
     #[test]
     fn durations_parse_and_print() {
-        for (text, secs, back) in [("2h", 7200, "2h"), ("90m", 5400, "1h30m"), ("1h30m", 5400, "1h30m"), ("45s", 45, "45s")] {
+        for (text, secs, back) in
+            [("2h", 7200, "2h"), ("90m", 5400, "1h30m"), ("1h30m", 5400, "1h30m"), ("45s", 45, "45s")]
+        {
             let d = DurationText::parse(text).unwrap();
             assert_eq!(d.secs, secs);
             assert_eq!(d.to_string(), back);

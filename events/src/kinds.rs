@@ -202,19 +202,16 @@ impl SkipReason {
             "exit_pending" => Self::ExitPending,
             "entry_pending" => Self::EntryPending,
             "no_price" => Self::NoPrice,
-            other => CheckName::parse(other)
-                .map(Self::Check)
-                .or_else(|| RejectReason::parse(other).map(Self::Rejected))?,
+            other => {
+                CheckName::parse(other).map(Self::Check).or_else(|| RejectReason::parse(other).map(Self::Rejected))?
+            }
         })
     }
 
     /// Whether the recommendation stays pending (transient checks a–c only).
     #[must_use]
     pub const fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Self::Check(CheckName::CircuitBreaker | CheckName::TradingWindow | CheckName::Confidence)
-        )
+        matches!(self, Self::Check(CheckName::CircuitBreaker | CheckName::TradingWindow | CheckName::Confidence))
     }
 }
 

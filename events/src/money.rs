@@ -80,9 +80,7 @@ pub fn decimal_from_f64(value: f64) -> Result<Decimal, DecimalError> {
     if !value.is_finite() {
         return Err(DecimalError::NotPlain(text));
     }
-    Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|_| DecimalError::OutOfRange(text))
+    Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)).map_err(|_| DecimalError::OutOfRange(text))
 }
 
 /// Deserializes a decimal from a JSON/TOML string in plain notation or a number.
@@ -132,10 +130,7 @@ pub mod decimal_text {
 
         /// # Errors
         /// Whatever the serializer reports.
-        pub fn serialize<S: Serializer>(
-            value: &Option<Decimal>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(value: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
             match value {
                 Some(v) => serializer.collect_str(v),
                 None => serializer.serialize_none(),
@@ -144,9 +139,7 @@ pub mod decimal_text {
 
         /// # Errors
         /// When the value is neither null, a plain decimal string nor a number.
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<Decimal>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Decimal>, D::Error> {
             #[derive(serde::Deserialize)]
             struct Wrap(#[serde(with = "super")] Decimal);
             Ok(Option::<Wrap>::deserialize(deserializer)?.map(|w| w.0))
@@ -244,11 +237,19 @@ impl Money {
     }
     #[must_use]
     pub fn min(self, other: Self) -> Self {
-        if other < self { other } else { self }
+        if other < self {
+            other
+        } else {
+            self
+        }
     }
     #[must_use]
     pub fn max(self, other: Self) -> Self {
-        if other > self { other } else { self }
+        if other > self {
+            other
+        } else {
+            self
+        }
     }
 }
 

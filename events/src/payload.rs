@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::config::{Config, RiskTier};
 use crate::kinds::{
-    AccountMode, BreakerKind, CheckName, OrderReason, Outcome, ReserveKind, Side, SizingStep, SkipReason,
-    SnapshotKind, TickKind, TierChangeReason,
+    AccountMode, BreakerKind, CheckName, OrderReason, Outcome, ReserveKind, Side, SizingStep, SkipReason, SnapshotKind,
+    TickKind, TierChangeReason,
 };
 use crate::money::{Money, Price, Qty, Ratio};
 use crate::time::Timestamp;

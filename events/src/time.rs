@@ -92,9 +92,7 @@ fn put_digits(slot: &mut [u8], mut value: u32) {
 }
 
 fn digits(bytes: &[u8]) -> Option<u32> {
-    bytes.iter().try_fold(0u32, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-    })
+    bytes.iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
 }
 
 /// The common `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` form without going through chrono's parser.
@@ -105,11 +103,7 @@ fn parse_utc_fast(b: &[u8]) -> Option<Timestamp> {
     if *b.last()? != b'Z' {
         return None;
     }
-    let date = NaiveDate::from_ymd_opt(
-        i32::try_from(digits(&b[0..4])?).ok()?,
-        digits(&b[5..7])?,
-        digits(&b[8..10])?,
-    )?;
+    let date = NaiveDate::from_ymd_opt(i32::try_from(digits(&b[0..4])?).ok()?, digits(&b[5..7])?, digits(&b[8..10])?)?;
     let (h, m, s) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
     let mut micros = 0;
     match &b[19..b.len() - 1] {

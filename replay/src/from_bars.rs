@@ -33,8 +33,8 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use tape_events::ids::{is_valid_account_id, is_valid_ticker};
 use tape_events::{
-    AccountMode, AccountOpened, DailyBarObserved, Event, Money, Price, QuoteObserved,
-    RecommendationReceived, SecurityUpdated, Stamped, Timestamp,
+    AccountMode, AccountOpened, DailyBarObserved, Event, Money, Price, QuoteObserved, RecommendationReceived,
+    SecurityUpdated, Stamped, Timestamp,
 };
 
 pub use bars::{read_bars, read_sectors, BarSet, DailyBar, RowIssue, SectorSet};
@@ -66,41 +66,21 @@ pub enum FromBarsError {
         source: io::Error,
     },
     #[error("{file} line {line}: {message}")]
-    Csv {
-        file: String,
-        line: u64,
-        message: String,
-    },
+    Csv { file: String, line: u64, message: String },
     #[error("{file} has no column {column:?} (its header is {found:?})")]
-    MissingColumn {
-        file: String,
-        column: String,
-        found: String,
-    },
+    MissingColumn { file: String, column: String, found: String },
     #[error("invalid {argument} {value:?}: {reason}")]
-    InvalidArgument {
-        argument: &'static str,
-        value: String,
-        reason: String,
-    },
+    InvalidArgument { argument: &'static str, value: String, reason: String },
     #[error("unknown ticker {ticker:?} in --tickers: the bars file has no rows for it")]
     UnknownTicker { ticker: String },
     #[error("ticker {ticker:?} has no bars between --from {from} and --to {to}")]
-    NoBarsInRange {
-        ticker: String,
-        from: NaiveDate,
-        to: NaiveDate,
-    },
+    NoBarsInRange { ticker: String, from: NaiveDate, to: NaiveDate },
     #[error("empty range: --from {from} is after --to {to}")]
     EmptyRange { from: NaiveDate, to: NaiveDate },
     #[error("no trading day between --from {from} and --to {to}")]
     NoTradingDays { from: NaiveDate, to: NaiveDate },
     #[error("{date} {hour:02}:{minute:02} is not an exchange time in America/New_York")]
-    ExchangeTime {
-        date: NaiveDate,
-        hour: u32,
-        minute: u32,
-    },
+    ExchangeTime { date: NaiveDate, hour: u32, minute: u32 },
     #[error("writing the scenario")]
     Write(#[source] io::Error),
 }
@@ -206,9 +186,7 @@ pub fn parse_interval(text: &str) -> Result<u32, FromBarsError> {
         .and_then(|n| n.checked_mul(unit))
         .ok_or_else(|| invalid("expected minutes or hours like 5m or 1h"))?;
     if !(1..=MAX_INTERVAL_MINUTES).contains(&minutes) {
-        return Err(invalid(&format!(
-            "must be between 1m and {MAX_INTERVAL_MINUTES}m"
-        )));
+        return Err(invalid(&format!("must be between 1m and {MAX_INTERVAL_MINUTES}m")));
     }
     Ok(minutes)
 }
@@ -243,11 +221,7 @@ fn rng_for(seed: u64, purpose: &str, parts: &[&str]) -> ChaCha8Rng {
 }
 
 fn exchange_time(date: NaiveDate, hour: u32, minute: u32) -> Result<Timestamp, FromBarsError> {
-    calendar::exchange_time(date, hour, minute).ok_or(FromBarsError::ExchangeTime {
-        date,
-        hour,
-        minute,
-    })
+    calendar::exchange_time(date, hour, minute).ok_or(FromBarsError::ExchangeTime { date, hour, minute })
 }
 
 /// Minutes after 09:30 of each quote: every `interval` from 0, and 390 (16:00).
@@ -284,11 +258,7 @@ impl<W: Write> Writer<'_, W> {
             Event::DailyBarObserved(_) => self.summary.daily_bars += 1,
             Event::SecurityUpdated(_) => self.summary.security_updates += 1,
             Event::RecommendationReceived(rec) => {
-                if rec
-                    .action
-                    .as_deref()
-                    .is_some_and(|action| action.eq_ignore_ascii_case("buy"))
-                {
+                if rec.action.as_deref().is_some_and(|action| action.eq_ignore_ascii_case("buy")) {
                     self.summary.buys += 1;
                 } else {
                     self.summary.sells += 1;
@@ -345,30 +315,18 @@ fn validate(params: &Params, sources: &Sources<'_>) -> Result<Vec<NaiveDate>, Fr
         });
     }
     if params.from > params.to {
-        return Err(FromBarsError::EmptyRange {
-            from: params.from,
-            to: params.to,
-        });
+        return Err(FromBarsError::EmptyRange { from: params.from, to: params.to });
     }
     let days = calendar::trading_days(params.from, params.to, sources.holidays);
     if days.is_empty() {
-        return Err(FromBarsError::NoTradingDays {
-            from: params.from,
-            to: params.to,
-        });
+        return Err(FromBarsError::NoTradingDays { from: params.from, to: params.to });
     }
     for ticker in &params.tickers {
         let Some(bars) = sources.bars.bars.get(ticker).filter(|b| !b.is_empty()) else {
-            return Err(FromBarsError::UnknownTicker {
-                ticker: ticker.clone(),
-            });
+            return Err(FromBarsError::UnknownTicker { ticker: ticker.clone() });
         };
         if bars.range(params.from..=params.to).next().is_none() {
-            return Err(FromBarsError::NoBarsInRange {
-                ticker: ticker.clone(),
-                from: params.from,
-                to: params.to,
-            });
+            return Err(FromBarsError::NoBarsInRange { ticker: ticker.clone(), from: params.from, to: params.to });
         }
     }
     Ok(days)
@@ -379,20 +337,12 @@ fn validate(params: &Params, sources: &Sources<'_>) -> Result<Vec<NaiveDate>, Fr
 /// # Errors
 /// [`FromBarsError`] for parameters the data cannot serve (unknown ticker, empty range,
 /// no bars in range) and for a failed write.
-pub fn generate(
-    params: &Params,
-    sources: &Sources<'_>,
-    out: &mut impl Write,
-) -> Result<Summary, FromBarsError> {
+pub fn generate(params: &Params, sources: &Sources<'_>, out: &mut impl Write) -> Result<Summary, FromBarsError> {
     let days = validate(params, sources)?;
     let tickers: Vec<&str> = params.tickers.iter().map(String::as_str).collect();
     let first_day = days[0];
     let last_day = days[days.len() - 1];
-    let mut writer = Writer {
-        out,
-        line: Vec::with_capacity(256),
-        summary: Summary::default(),
-    };
+    let mut writer = Writer { out, line: Vec::with_capacity(256), summary: Summary::default() };
     writer.summary.first_day = Some(first_day);
     writer.summary.last_day = Some(last_day);
     writer.summary.trading_days = days.len() as u64;
@@ -406,10 +356,8 @@ pub fn generate(
             feed::earnings_dates(offset, from_year, to_year, sources.holidays)
         })
         .collect();
-    let mut next_earnings: Vec<Option<NaiveDate>> = earnings
-        .iter()
-        .map(|dates| feed::next_on_or_after(dates, first_day))
-        .collect();
+    let mut next_earnings: Vec<Option<NaiveDate>> =
+        earnings.iter().map(|dates| feed::next_on_or_after(dates, first_day)).collect();
 
     // 1. The opening: account, securities, warm-up bars.
     let start = exchange_time(first_day, 8, 0)?;
@@ -427,17 +375,11 @@ pub fn generate(
                 "ticker {ticker} has no sector in the sectors file: its sector is written as null (UNKNOWN)"
             ));
         }
-        writer.write(
-            start,
-            security(ticker, sources.sectors, next_earnings[index]),
-        )?;
+        writer.write(start, security(ticker, sources.sectors, next_earnings[index]))?;
     }
     let mut warmup: BTreeMap<(NaiveDate, usize), &DailyBar> = BTreeMap::new();
     for (index, ticker) in tickers.iter().enumerate() {
-        let before = sources.bars.bars[*ticker]
-            .range(..first_day)
-            .rev()
-            .take(WARMUP_DAYS);
+        let before = sources.bars.bars[*ticker].range(..first_day).rev().take(WARMUP_DAYS);
         let mut count = 0;
         for (date, bar) in before {
             warmup.insert((*date, index), bar);
@@ -460,37 +402,20 @@ pub fn generate(
     for day in days {
         let day_text = day.to_string();
         let open = exchange_time(day, SESSION_OPEN.0, SESSION_OPEN.1)?;
-        let times: Vec<Timestamp> = offsets
-            .iter()
-            .map(|minutes| open.plus(Duration::minutes(i64::from(*minutes))))
-            .collect();
+        let times: Vec<Timestamp> =
+            offsets.iter().map(|minutes| open.plus(Duration::minutes(i64::from(*minutes)))).collect();
         let bar_at = exchange_time(day, 16, 30)?;
         for (index, ticker) in tickers.iter().enumerate() {
             let history = &sources.bars.bars[*ticker];
             if let Some(bar) = history.get(&day) {
-                let prices = path::intraday_path(
-                    bar,
-                    times.len(),
-                    &mut rng_for(params.seed, "path", &[ticker, &day_text]),
-                );
+                let prices =
+                    path::intraday_path(bar, times.len(), &mut rng_for(params.seed, "path", &[ticker, &day_text]));
                 for (at, price) in times.iter().zip(&prices) {
-                    let quote = QuoteObserved {
-                        ticker: (*ticker).to_owned(),
-                        price: Price::new(*price),
-                    };
-                    pending.push(Pending {
-                        at: *at,
-                        class: CLASS_QUOTE,
-                        ticker: index,
-                        event: quote.into(),
-                    });
+                    let quote = QuoteObserved { ticker: (*ticker).to_owned(), price: Price::new(*price) };
+                    pending.push(Pending { at: *at, class: CLASS_QUOTE, ticker: index, event: quote.into() });
                 }
-                let mut closes: Vec<Decimal> = history
-                    .range(..day)
-                    .rev()
-                    .take(feed::MOMENTUM_CLOSES)
-                    .map(|(_, b)| b.close)
-                    .collect();
+                let mut closes: Vec<Decimal> =
+                    history.range(..day).rev().take(feed::MOMENTUM_CLOSES).map(|(_, b)| b.close).collect();
                 closes.reverse();
                 if let Some(momentum) = feed::Momentum::from_closes(&closes) {
                     let context = TickerDay {
@@ -510,32 +435,17 @@ pub fn generate(
                             if generated.invalid {
                                 writer.summary.invalid_recommendations += 1;
                             }
-                            pending.push(Pending {
-                                at,
-                                class: CLASS_RECOMMENDATION,
-                                ticker: index,
-                                event: rec.into(),
-                            });
+                            pending.push(Pending { at, class: CLASS_RECOMMENDATION, ticker: index, event: rec.into() });
                         }
                     }
                 }
-                pending.push(Pending {
-                    at: bar_at,
-                    class: CLASS_BAR,
-                    ticker: index,
-                    event: daily_bar(ticker, bar),
-                });
+                pending.push(Pending { at: bar_at, class: CLASS_BAR, ticker: index, event: daily_bar(ticker, bar) });
             }
             if next_earnings[index].is_some_and(|date| date <= day) {
                 let next = earnings[index].iter().copied().find(|d| *d > day);
                 next_earnings[index] = next;
                 let event = security(ticker, sources.sectors, next);
-                pending.push(Pending {
-                    at: bar_at,
-                    class: CLASS_SECURITY,
-                    ticker: index,
-                    event,
-                });
+                pending.push(Pending { at: bar_at, class: CLASS_SECURITY, ticker: index, event });
             }
         }
         // Stable: a ticker's quotes keep their order.
@@ -569,46 +479,22 @@ struct Generated {
 /// The recommendation of one slot, if the signal gives one. Draws, in order: the
 /// seconds before `at` it was generated, the per-mille roll for a malformed row, the
 /// kind of malformation (all three always, so one never shifts another).
-fn recommendation(
-    day: &TickerDay<'_>,
-    (hour, minute): (u32, u32),
-    at: Timestamp,
-    z_ref: f64,
-) -> Generated {
+fn recommendation(day: &TickerDay<'_>, (hour, minute): (u32, u32), at: Timestamp, z_ref: f64) -> Generated {
     let slot_text = format!("{hour:02}{minute:02}");
-    let mut rng = rng_for(
-        day.seed,
-        "recommendation",
-        &[day.ticker, day.day_text, &slot_text],
-    );
+    let mut rng = rng_for(day.seed, "recommendation", &[day.ticker, day.day_text, &slot_text]);
     let before_secs = rng.random_range(GENERATED_BEFORE_SECS.0..=GENERATED_BEFORE_SECS.1);
     let roll = rng.random_range(0..1000u32);
     let kind = rng.random_range(0..6u32);
     let generated_at = at.minus(Duration::seconds(before_secs));
     // The last quote at or before generated_at: all the feed may know of today.
-    let Some(known) = day
-        .times
-        .iter()
-        .rposition(|t| *t <= generated_at)
-        .map(|i| day.prices[i])
-    else {
-        return Generated {
-            z: z_ref,
-            rec: None,
-            invalid: false,
-        };
+    let Some(known) = day.times.iter().rposition(|t| *t <= generated_at).map(|i| day.prices[i]) else {
+        return Generated { z: z_ref, rec: None, invalid: false };
     };
     let z = day.momentum.z_at(known);
     let (action, confidence) = match (feed::buy_confidence(z), feed::sell_confidence(z_ref, z)) {
         (Some(confidence), _) => ("buy", confidence),
         (None, Some(confidence)) => ("sell", confidence),
-        (None, None) => {
-            return Generated {
-                z,
-                rec: None,
-                invalid: false,
-            }
-        }
+        (None, None) => return Generated { z, rec: None, invalid: false },
     };
     let mut rec = RecommendationReceived {
         recommendation_id: format!("rec-{}-{}-{slot_text}", day.day_text, day.ticker),
@@ -630,11 +516,7 @@ fn recommendation(
             _ => rec.generated_at = Some("yesterday".to_owned()),
         }
     }
-    Generated {
-        z,
-        rec: Some(rec),
-        invalid,
-    }
+    Generated { z, rec: Some(rec), invalid }
 }
 
 #[cfg(test)]

@@ -218,7 +218,11 @@ fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let inner = error.inner().to_string();
     // serde_json appends "at line 1 column N", which means nothing for a Value.
     let inner = inner.split(" at line ").next().unwrap_or(&inner);
-    if path == "." { inner.to_owned() } else { format!("field {path}: {inner}") }
+    if path == "." {
+        inner.to_owned()
+    } else {
+        format!("field {path}: {inner}")
+    }
 }
 
 #[cfg(test)]

@@ -108,12 +108,20 @@ impl fmt::Display for Summary {
         } else {
             "n/a".into()
         };
-        writeln!(f, "trades         {} closed, {} wins, win rate {win_rate}, realized P&L {}", self.trades, self.wins, self.realized_pnl)?;
+        writeln!(
+            f,
+            "trades         {} closed, {} wins, win rate {win_rate}, realized P&L {}",
+            self.trades, self.wins, self.realized_pnl
+        )?;
         if !self.breaker_trips.is_empty() {
             let trips: Vec<String> = self.breaker_trips.iter().map(|(k, n)| format!("{k} {n}")).collect();
             writeln!(f, "breaker trips  {}", trips.join(", "))?;
         }
-        writeln!(f, "final equity   {} (initial {}, cash {}, {} open positions)", self.final_equity, self.initial_cash, self.final_cash, self.open_positions)?;
+        writeln!(
+            f,
+            "final equity   {} (initial {}, cash {}, {} open positions)",
+            self.final_equity, self.initial_cash, self.final_cash, self.open_positions
+        )?;
         writeln!(f, "reserve        {}", self.reserve)?;
         match self.tier {
             Some(tier) => write!(f, "risk tier      {tier} ({} changes)", self.tier_changes),

@@ -1,4 +1,4 @@
 //! One module per subcommand: argument structs and the glue to the library crates.
 
-pub mod simulate;
 pub mod scenario;
+pub mod simulate;

@@ -93,16 +93,10 @@ fn from_bars(args: &FromBarsArgs) -> anyhow::Result<ExitCode> {
     let holidays = tape_events::config::nyse_holidays();
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let sources = Sources {
-        bars: &bars,
-        sectors: &sectors,
-        holidays,
-    };
+    let sources = Sources { bars: &bars, sectors: &sectors, holidays };
     let summary = match from_bars::generate(&params, &sources, &mut out) {
         // The reader went away (`| head`): stop quietly, like other Unix tools.
-        Err(FromBarsError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
-            return Ok(ExitCode::SUCCESS)
-        }
+        Err(FromBarsError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         other => other?,
     };
     match out.flush() {

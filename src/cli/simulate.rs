@@ -98,8 +98,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
         let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} simulate [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} simulate [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar
     });

@@ -43,7 +43,8 @@ fn step_0_rejects_each_bad_field_in_order_with_no_check_events() {
 
 #[test]
 fn a_live_account_takes_only_live_eligible() {
-    let g = || given_account(AccountMode::Live, "100000.00", |_| {}).at(t("14:35")).quote("AAA", "100.00").at(t("14:36"));
+    let g =
+        || given_account(AccountMode::Live, "100000.00", |_| {}).at(t("14:35")).quote("AAA", "100.00").at(t("14:36"));
     g().when_rec("p", "AAA", "buy", "0.8").skips("invalid:mode", true);
     let mut live = rec("l", "AAA", "buy", "0.75", "2024-03-04T14:35:00Z");
     live.mode = Some("live_eligible".into());
@@ -94,7 +95,8 @@ fn a_breaker_blocks_buys_transiently_but_not_sells_and_single_position_only_its_
 
 #[test]
 fn a_breaker_is_inactive_from_its_until() {
-    let g = ready().event(CircuitBreakerTripped { kind: BreakerKind::DailyLoss, ticker: None, until: Some(t("14:36")) });
+    let g =
+        ready().event(CircuitBreakerTripped { kind: BreakerKind::DailyLoss, ticker: None, until: Some(t("14:36")) });
     g.when_rec("r", "AAA", "buy", "0.75").acts(30, "3000.00");
 }
 
@@ -117,7 +119,10 @@ fn confidence_is_transient_and_inclusive_and_applies_to_sells() {
 
 #[test]
 fn dedupe_consumes_an_id_and_a_redelivery_fails_d() {
-    let then = ready().input(rec("r", "AAA", "buy", "0.8", "2024-03-04T14:35:00Z")).at(t("14:37")).when_rec("r", "AAA", "buy", "0.8");
+    let then = ready()
+        .input(rec("r", "AAA", "buy", "0.8", "2024-03-04T14:35:00Z"))
+        .at(t("14:37"))
+        .when_rec("r", "AAA", "buy", "0.8");
     then.skips("dedupe", true);
     assert_eq!(
         then.checks(),

@@ -105,7 +105,14 @@ impl Given {
     /// An open order placed now (as a decision would have placed it).
     pub fn order(self, ticker: &str, side: Side, qty: u64, reason: OrderReason) -> Self {
         let order_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{ticker}-{side}-{}", self.at).as_bytes());
-        self.event(OrderPlaced { order_id, recommendation_id: None, ticker: ticker.into(), side, qty: Qty(qty), reason })
+        self.event(OrderPlaced {
+            order_id,
+            recommendation_id: None,
+            ticker: ticker.into(),
+            side,
+            qty: Qty(qty),
+            reason,
+        })
     }
 
     /// A filled buy: a position of `qty` at `p` (and the quote that priced it).
@@ -229,7 +236,9 @@ impl Then {
         self.decisions()
             .into_iter()
             .filter_map(|e| match e {
-                Event::SizingStepApplied(s) => Some((s.step, s.dollars_before.to_string(), s.dollars_after.to_string())),
+                Event::SizingStepApplied(s) => {
+                    Some((s.step, s.dollars_before.to_string(), s.dollars_after.to_string()))
+                }
                 _ => None,
             })
             .collect()

@@ -46,11 +46,33 @@ mod property_tests {
             engine.step(Input { id: uuid::Uuid::from_u128(sequence), stamped }, out).unwrap();
         };
         let mut at = t("13:00");
-        next(&mut engine, &mut out, Stamped::new(at, AccountOpened { account_id: "p".into(), initial_cash: money("100000.00"), mode: AccountMode::Paper }));
+        next(
+            &mut engine,
+            &mut out,
+            Stamped::new(
+                at,
+                AccountOpened { account_id: "p".into(), initial_cash: money("100000.00"), mode: AccountMode::Paper },
+            ),
+        );
         let config = Config::default();
-        next(&mut engine, &mut out, Stamped::new(at, ConfigActivated { hash: config.hash(), config: Box::new(config.clone()) }));
+        next(
+            &mut engine,
+            &mut out,
+            Stamped::new(at, ConfigActivated { hash: config.hash(), config: Box::new(config.clone()) }),
+        );
         for (i, ticker) in TICKERS.iter().enumerate() {
-            next(&mut engine, &mut out, Stamped::new(at, SecurityUpdated { ticker: (*ticker).into(), sector: Some(SECTORS[i % 3].into()), next_earnings_date: None }));
+            next(
+                &mut engine,
+                &mut out,
+                Stamped::new(
+                    at,
+                    SecurityUpdated {
+                        ticker: (*ticker).into(),
+                        sector: Some(SECTORS[i % 3].into()),
+                        next_earnings_date: None,
+                    },
+                ),
+            );
         }
         let mut cursor = TickCursor::after(at);
         let mut rec_ids = 0u32;
@@ -68,7 +90,11 @@ mod property_tests {
                     while let Some(fill) = paper::next_fill(engine.state(), TICKERS[*ticker], p, at) {
                         next(&mut engine, &mut out, Stamped::new(at, fill));
                     }
-                    next(&mut engine, &mut out, Stamped::new(at, QuoteObserved { ticker: TICKERS[*ticker].into(), price: p }));
+                    next(
+                        &mut engine,
+                        &mut out,
+                        Stamped::new(at, QuoteObserved { ticker: TICKERS[*ticker].into(), price: p }),
+                    );
                 }
                 Step::Rec { ticker, sell, confidence, redeliver } => {
                     if !*redeliver || rec_ids == 0 {
@@ -176,11 +202,7 @@ mod property_tests {
         let mut replaced = 0;
         for e in events {
             match &e.event {
-                Event::RecommendationReceived(r) => {
-                    if !pending.insert(r.recommendation_id.clone()) {
-                        replaced += 1;
-                    }
-                }
+                Event::RecommendationReceived(r) if !pending.insert(r.recommendation_id.clone()) => replaced += 1,
                 Event::TradingDecisionRecorded(d) if d.is_final => {
                     pending.remove(&d.recommendation_id);
                 }

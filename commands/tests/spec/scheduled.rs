@@ -5,7 +5,12 @@ use tape_events::*;
 use crate::harness::*;
 
 fn snapshot(then: &Then) -> PortfolioSnapshotTaken {
-    then.find(|e| match e { Event::PortfolioSnapshotTaken(s) => Some(s), _ => None }).unwrap().clone()
+    then.find(|e| match e {
+        Event::PortfolioSnapshotTaken(s) => Some(s),
+        _ => None,
+    })
+    .unwrap()
+    .clone()
 }
 
 #[test]
@@ -31,7 +36,12 @@ fn the_close_becomes_the_next_days_start_equity() {
 fn a_profitable_close_siphons_and_the_rebalance_moves_part_of_the_new_high() {
     let g = given().at(t("14:40")).holding("AAA", 30, "100.00").quote("AAA", "110.00").at(t("21:10"));
     let then = g.when_tick(TickKind::Rebalance);
-    let transfer = then.find(|e| match e { Event::ReserveTransferred(r) => Some(r), _ => None }).unwrap();
+    let transfer = then
+        .find(|e| match e {
+            Event::ReserveTransferred(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!((transfer.kind, transfer.amount.to_string()), (ReserveKind::HighWaterRebalance, "90.00".into()));
     assert_eq!(then.engine.state().high_water_mark.to_string(), "100300.00");
     // Not above the hwm: the tick is recorded with no transfer.
@@ -41,13 +51,25 @@ fn a_profitable_close_siphons_and_the_rebalance_moves_part_of_the_new_high() {
 
 #[test]
 fn a_manual_release_is_capped_at_the_balance_and_always_recorded() {
-    let g = given().event(ReserveTransferred { kind: ReserveKind::ProfitSiphon, amount: money("100.00"), balance_after: money("100.00") });
-    let then = g.when(ReserveReleaseRequested { amount: money("250.00"), actor: "ops".into(), reason: "withdraw".into() });
-    let transfer = then.find(|e| match e { Event::ReserveTransferred(r) => Some(r), _ => None }).unwrap();
+    let g = given().event(ReserveTransferred {
+        kind: ReserveKind::ProfitSiphon,
+        amount: money("100.00"),
+        balance_after: money("100.00"),
+    });
+    let then =
+        g.when(ReserveReleaseRequested { amount: money("250.00"), actor: "ops".into(), reason: "withdraw".into() });
+    let transfer = then
+        .find(|e| match e {
+            Event::ReserveTransferred(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!((transfer.amount.to_string(), transfer.balance_after.to_string()), ("100.00".into(), "0.00".into()));
-    let then = given().when(ReserveReleaseRequested { amount: money("5.00"), actor: "ops".into(), reason: "empty".into() });
+    let then =
+        given().when(ReserveReleaseRequested { amount: money("5.00"), actor: "ops".into(), reason: "empty".into() });
     assert!(then.recorded() && then.decisions().is_empty());
-    let then = given().when(ReserveReleaseRequested { amount: money("-5.00"), actor: "ops".into(), reason: "bad".into() });
+    let then =
+        given().when(ReserveReleaseRequested { amount: money("-5.00"), actor: "ops".into(), reason: "bad".into() });
     assert!(then.outcome.is_err());
 }
 
@@ -81,7 +103,14 @@ fn trades(mut g: Given, pnls: &[&str]) -> Given {
         let order = g.state().open_orders.last().unwrap().clone();
         let exit = (dec("100") + dec(pnl)).to_string();
         let fill_id = format!("f-{pnl}-{}", g.state().closed_trades.len());
-        g = g.input(OrderFilled { order_id: order.order_id, fill_id, ticker: "WIN".into(), side: Side::Sell, qty: Qty(1), price: price(&exit) });
+        g = g.input(OrderFilled {
+            order_id: order.order_id,
+            fill_id,
+            ticker: "WIN".into(),
+            side: Side::Sell,
+            qty: Qty(1),
+            price: price(&exit),
+        });
     }
     g
 }
@@ -94,7 +123,12 @@ fn opened_june() -> Given {
 fn with_fewer_than_ten_closes_the_evaluation_is_insufficient_history() {
     let g = with_closes(opened_june(), &["100000"; 9]).at(ts("2024-06-13T20:05:00Z"));
     let then = g.when_tick(TickKind::RiskTier);
-    let p = then.find(|e| match e { Event::PerformanceEvaluated(p) => Some(p), _ => None }).unwrap();
+    let p = then
+        .find(|e| match e {
+            Event::PerformanceEvaluated(p) => Some(p),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!((p.sharpe, p.max_drawdown, p.win_rate), (None, None, None));
     assert_eq!(p.reason.as_deref(), Some("insufficient_history"));
 }
@@ -104,24 +138,51 @@ fn strong_results_promote_after_five_days_and_losses_demote() {
     let rising = ["100000", "100100", "100200", "100300", "100400", "100500", "100500", "100500", "100500", "100500"];
     let g = trades(with_closes(opened_june(), &rising), &["10", "10", "10", "10", "10"]).at(ts("2024-06-14T20:05:00Z"));
     let then = g.when_tick(TickKind::RiskTier);
-    let p = then.find(|e| match e { Event::PerformanceEvaluated(p) => Some(p), _ => None }).unwrap();
+    let p = then
+        .find(|e| match e {
+            Event::PerformanceEvaluated(p) => Some(p),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!(p.sharpe.unwrap().to_string(), "16.7332");
     assert_eq!(p.win_rate.unwrap().to_string(), "1.0000");
-    let change = then.find(|e| match e { Event::RiskTierChanged(c) => Some(c), _ => None }).unwrap();
-    assert_eq!((change.from, change.to, change.reason), (RiskTier::Conservative, RiskTier::Moderate, TierChangeReason::Promote));
+    let change = then
+        .find(|e| match e {
+            Event::RiskTierChanged(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        (change.from, change.to, change.reason),
+        (RiskTier::Conservative, RiskTier::Moderate, TierChangeReason::Promote)
+    );
 
     // The next day the same numbers cannot promote again (fewer than 5 days since).
     let g = then.and().at(ts("2024-06-17T20:05:00Z"));
     let then = g.when_tick(TickKind::RiskTier);
-    assert!(then.find(|e| match e { Event::RiskTierChanged(c) => Some(c), _ => None }).is_none());
+    assert!(then
+        .find(|e| match e {
+            Event::RiskTierChanged(c) => Some(c),
+            _ => None,
+        })
+        .is_none());
 
     // A drawdown above 0.10 demotes.
     let falling = ["100000", "100000", "100000", "100000", "100000", "100000", "100000", "100000", "100000", "89000"];
     let g = with_closes(opened_june(), &falling)
-        .event(RiskTierChanged { from: RiskTier::Conservative, to: RiskTier::Moderate, reason: TierChangeReason::Promote })
+        .event(RiskTierChanged {
+            from: RiskTier::Conservative,
+            to: RiskTier::Moderate,
+            reason: TierChangeReason::Promote,
+        })
         .at(ts("2024-06-14T20:05:00Z"));
     let then = g.when_tick(TickKind::RiskTier);
-    let change = then.find(|e| match e { Event::RiskTierChanged(c) => Some(c), _ => None }).unwrap();
+    let change = then
+        .find(|e| match e {
+            Event::RiskTierChanged(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!((change.to, change.reason), (RiskTier::Conservative, TierChangeReason::Demote));
     // Conservative cannot go lower: evaluated, no change.
     let g = with_closes(opened_june(), &falling).at(ts("2024-06-14T20:05:00Z"));

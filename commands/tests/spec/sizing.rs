@@ -23,7 +23,12 @@ fn closes(mut g: Given, ticker: &str, pattern: &[bool]) -> Given {
 }
 
 fn base() -> Given {
-    given().security("AAA", Some("Tech"), None).at(t("14:35")).quote("AAA", "100.00").quote("BBB", "100.00").at(t("14:36"))
+    given()
+        .security("AAA", Some("Tech"), None)
+        .at(t("14:35"))
+        .quote("AAA", "100.00")
+        .quote("BBB", "100.00")
+        .at(t("14:36"))
 }
 
 #[test]
@@ -47,7 +52,8 @@ fn correlation_reduces_between_the_thresholds() {
         b[i] = !b[i];
     }
     // Keep 10 ups and 10 downs in each series so both means match the hand arithmetic.
-    let g = closes(closes(base(), "AAA", &a), "BBB", &b).holding("AAA", 30, "100.00").security("BBB", Some("Health"), None);
+    let g =
+        closes(closes(base(), "AAA", &a), "BBB", &b).holding("AAA", 30, "100.00").security("BBB", Some("Health"), None);
     let then = g.at(t("14:37")).when_rec("r", "BBB", "buy", "0.75");
     let (before, after) = then.step(SizingStep::Correlation);
     assert_eq!(before, "2500.00");
@@ -107,7 +113,10 @@ fn sector_headroom_binds_and_rejects_counting_open_buys() {
 
 #[test]
 fn diversification_follows_the_sector_cap_and_stops_at_three_sectors() {
-    let g = given_with(|c| c.tiers.conservative.max_sector_pct = dec("0.02")).at(t("14:35")).quote("AAA", "100.00").at(t("14:36"));
+    let g = given_with(|c| c.tiers.conservative.max_sector_pct = dec("0.02"))
+        .at(t("14:35"))
+        .quote("AAA", "100.00")
+        .at(t("14:36"));
     let then = g.when_rec("r", "AAA", "buy", "0.75");
     assert_eq!(then.step(SizingStep::Sector).1, "2000.00");
     assert_eq!(then.step(SizingStep::Diversification).1, "2400.00");
@@ -166,7 +175,11 @@ fn earnings_reject_halve_and_pass_by_calendar_days_in_et() {
 #[test]
 fn absolute_cap_binds_on_each_of_its_limits_and_rejects() {
     // max_position_dollars
-    let then = given_with(|c| c.max_position_dollars = money("1000.00")).at(t("14:35")).quote("AAA", "100.00").at(t("14:36")).when_rec("r", "AAA", "buy", "0.75");
+    let then = given_with(|c| c.max_position_dollars = money("1000.00"))
+        .at(t("14:35"))
+        .quote("AAA", "100.00")
+        .at(t("14:36"))
+        .when_rec("r", "AAA", "buy", "0.75");
     assert_eq!(then.step(SizingStep::AbsoluteCap), ("3000.00".into(), "1000.00".into()));
     then.acts(10, "1000.00");
     // position cap: 0.05 × A − held
@@ -208,7 +221,11 @@ fn available_cash_excludes_reserve_and_open_buys() {
     let g = given_account(AccountMode::Paper, "20000.00", loose)
         .at(t("14:35"))
         .quote("AAA", "100.00")
-        .event(ReserveTransferred { kind: ReserveKind::ProfitSiphon, amount: money("19000.00"), balance_after: money("19000.00") })
+        .event(ReserveTransferred {
+            kind: ReserveKind::ProfitSiphon,
+            amount: money("19000.00"),
+            balance_after: money("19000.00"),
+        })
         .at(t("14:36"));
     let then = g.when_rec("r", "AAA", "buy", "1.0");
     assert_eq!(then.step(SizingStep::AbsoluteCap).1, "1000.00");

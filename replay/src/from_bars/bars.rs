@@ -86,15 +86,9 @@ pub struct SectorSet {
 }
 
 /// Wraps a reader, decompressing it when it starts with the gzip magic bytes.
-fn maybe_gunzip<'a>(
-    reader: impl Read + 'a,
-    file: &str,
-) -> Result<Box<dyn Read + 'a>, FromBarsError> {
+fn maybe_gunzip<'a>(reader: impl Read + 'a, file: &str) -> Result<Box<dyn Read + 'a>, FromBarsError> {
     let mut buffered = BufReader::new(reader);
-    let head = buffered.fill_buf().map_err(|source| FromBarsError::Read {
-        file: file.to_owned(),
-        source,
-    })?;
+    let head = buffered.fill_buf().map_err(|source| FromBarsError::Read { file: file.to_owned(), source })?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))
     } else {
@@ -104,23 +98,18 @@ fn maybe_gunzip<'a>(
 
 fn csv_error(file: &str, error: csv::Error) -> FromBarsError {
     let line = error.position().map_or(0, csv::Position::line);
-    FromBarsError::Csv {
-        file: file.to_owned(),
-        line,
-        message: error.to_string(),
-    }
+    FromBarsError::Csv { file: file.to_owned(), line, message: error.to_string() }
 }
 
 /// The index of the first header among `names` (case-insensitive).
 fn column(headers: &csv::StringRecord, names: &[&str], file: &str) -> Result<usize, FromBarsError> {
-    headers
-        .iter()
-        .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
-        .ok_or_else(|| FromBarsError::MissingColumn {
+    headers.iter().position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n))).ok_or_else(|| {
+        FromBarsError::MissingColumn {
             file: file.to_owned(),
             column: names.join(" or "),
             found: headers.iter().collect::<Vec<_>>().join(","),
-        })
+        }
+    })
 }
 
 /// A price field as read: a positive decimal, or why not.
@@ -150,14 +139,8 @@ struct RawRow {
 /// # Errors
 /// [`FromBarsError`] when the file cannot be read, is not CSV, or lacks a column. Bad
 /// rows are not errors: they are in [`BarSet::issues`].
-pub fn read_bars(
-    reader: impl Read,
-    file: &str,
-    wanted: &BTreeSet<String>,
-) -> Result<BarSet, FromBarsError> {
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(maybe_gunzip(reader, file)?);
+pub fn read_bars(reader: impl Read, file: &str, wanted: &BTreeSet<String>) -> Result<BarSet, FromBarsError> {
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(maybe_gunzip(reader, file)?);
     let headers = csv.headers().map_err(|e| csv_error(file, e))?.clone();
     let date_col = column(&headers, &["date"], file)?;
     let open_col = column(&headers, &["open"], file)?;
@@ -178,14 +161,7 @@ pub fn read_bars(
         }
         let line = record.position().map_or(0, csv::Position::line);
         let mut issue = |row: String, field: &str, value: &str, problem: String, action| {
-            set.issues.push(RowIssue {
-                line,
-                row,
-                field: field.to_owned(),
-                value: value.to_owned(),
-                problem,
-                action,
-            });
+            set.issues.push(RowIssue { line, row, field: field.to_owned(), value: value.to_owned(), problem, action });
         };
         if record.len() != headers.len() {
             // Which field is the ticker is unknowable here: report it whatever its ticker.
@@ -217,47 +193,22 @@ pub fn read_bars(
         let close = match price_field(field(close_col)) {
             Ok(close) => close,
             Err(problem) => {
-                issue(
-                    row,
-                    "close",
-                    field(close_col),
-                    problem.into(),
-                    IssueAction::Skipped,
-                );
+                issue(row, "close", field(close_col), problem.into(), IssueAction::Skipped);
                 continue;
             }
         };
         if let Some(volume_col) = volume_col {
             let volume = field(volume_col).trim();
             if volume.parse::<u64>() == Ok(0) {
-                issue(
-                    row.clone(),
-                    "volume",
-                    volume,
-                    "is zero".into(),
-                    IssueAction::Kept,
-                );
+                issue(row.clone(), "volume", volume, "is zero".into(), IssueAction::Kept);
             }
         }
-        let keep =
-            |index: usize| price_field(field(index)).map_err(|p| (p, field(index).to_owned()));
-        let parsed = RawRow {
-            line,
-            open: keep(open_col),
-            high: keep(high_col),
-            low: keep(low_col),
-            close,
-        };
+        let keep = |index: usize| price_field(field(index)).map_err(|p| (p, field(index).to_owned()));
+        let parsed = RawRow { line, open: keep(open_col), high: keep(high_col), low: keep(low_col), close };
         let rows = raw.entry(ticker.to_owned()).or_default();
         if let Some(first) = rows.get(&date) {
             let problem = format!("repeats the row of line {}", first.line);
-            issue(
-                row,
-                "date",
-                &date.to_string(),
-                problem,
-                IssueAction::Skipped,
-            );
+            issue(row, "date", &date.to_string(), problem, IssueAction::Skipped);
             continue;
         }
         rows.insert(date, parsed);
@@ -303,12 +254,7 @@ pub fn read_bars(
                     top
                 }
                 Err((problem, value)) => {
-                    issue(
-                        "high",
-                        &value,
-                        problem.into(),
-                        format!("high = max(open, close) = {top}"),
-                    );
+                    issue("high", &value, problem.into(), format!("high = max(open, close) = {top}"));
                     top
                 }
             };
@@ -324,26 +270,12 @@ pub fn read_bars(
                     bottom
                 }
                 Err((problem, value)) => {
-                    issue(
-                        "low",
-                        &value,
-                        problem.into(),
-                        format!("low = min(open, close) = {bottom}"),
-                    );
+                    issue("low", &value, problem.into(), format!("low = min(open, close) = {bottom}"));
                     bottom
                 }
             };
             previous_close = Some(close);
-            bars.insert(
-                date,
-                DailyBar {
-                    date,
-                    open,
-                    high,
-                    low,
-                    close,
-                },
-            );
+            bars.insert(date, DailyBar { date, open, high, low, close });
         }
         set.bars.insert(ticker, bars);
     }
@@ -357,9 +289,7 @@ pub fn read_bars(
 /// [`FromBarsError`] when the file cannot be read, is not CSV, or lacks a column. Rows
 /// with a blank ticker or sector, or a repeated ticker, are in [`SectorSet::issues`].
 pub fn read_sectors(reader: impl Read, file: &str) -> Result<SectorSet, FromBarsError> {
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(maybe_gunzip(reader, file)?);
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(maybe_gunzip(reader, file)?);
     let headers = csv.headers().map_err(|e| csv_error(file, e))?.clone();
     let ticker_col = column(&headers, &["symbol", "ticker"], file)?;
     let sector_col = column(&headers, &["sector"], file)?;
@@ -442,20 +372,11 @@ date,open,high,low,close,volume,Name
         ];
         assert_eq!(lines, expect);
         let dhr = &set.bars["DHR"][&NaiveDate::from_ymd_opt(2016, 1, 12).unwrap()];
-        assert_eq!(
-            (dhr.open, dhr.high, dhr.low, dhr.close),
-            (dec("88.21"), dec("88.55"), dec("88.21"), dec("88.55"))
-        );
+        assert_eq!((dhr.open, dhr.high, dhr.low, dhr.close), (dec("88.21"), dec("88.55"), dec("88.21"), dec("88.55")));
         let aos = &set.bars["AOS"];
         assert_eq!(aos.len(), 4, "19th, 20th, the first 22nd and 27th");
-        assert_eq!(
-            aos[&NaiveDate::from_ymd_opt(2014, 5, 22).unwrap()].close,
-            dec("24.5")
-        );
-        assert!(
-            !set.bars.contains_key("ZZZ"),
-            "unwanted tickers are not read"
-        );
+        assert_eq!(aos[&NaiveDate::from_ymd_opt(2014, 5, 22).unwrap()].close, dec("24.5"));
+        assert!(!set.bars.contains_key("ZZZ"), "unwanted tickers are not read");
     }
 
     #[test]
@@ -470,30 +391,17 @@ date,open,high,low,close,volume,Name
 
     #[test]
     fn a_missing_column_is_an_error_naming_it() {
-        let error = read_bars(
-            "date,open,high,low,Name\n".as_bytes(),
-            "x.csv",
-            &wanted(&["A"]),
-        )
-        .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            r#"x.csv has no column "close" (its header is "date,open,high,low,Name")"#
-        );
+        let error = read_bars("date,open,high,low,Name\n".as_bytes(), "x.csv", &wanted(&["A"])).unwrap_err();
+        assert_eq!(error.to_string(), r#"x.csv has no column "close" (its header is "date,open,high,low,Name")"#);
     }
 
     #[test]
     fn sectors_keep_quoted_commas_and_report_blanks() {
-        let text = "Symbol,Name,Sector\nGE,\"General Electric, a GE Company\",Industrials\nXX,Blank,\nGE,Again,Energy\n";
+        let text =
+            "Symbol,Name,Sector\nGE,\"General Electric, a GE Company\",Industrials\nXX,Blank,\nGE,Again,Energy\n";
         let set = read_sectors(text.as_bytes(), "s.csv").unwrap();
-        assert_eq!(
-            set.sectors.get("GE").map(String::as_str),
-            Some("Industrials")
-        );
+        assert_eq!(set.sectors.get("GE").map(String::as_str), Some("Industrials"));
         assert_eq!(set.issues.len(), 2);
-        assert_eq!(
-            set.issues[0].to_string(),
-            r#"line 3 (XX): sector "" is blank; row skipped"#
-        );
+        assert_eq!(set.issues[0].to_string(), r#"line 3 (XX): sector "" is blank; row skipped"#);
     }
 }

@@ -60,10 +60,7 @@ impl Momentum {
         let mean = returns.iter().sum::<f64>() / count;
         let variance = returns.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (count - 1.0);
         let scale = variance.sqrt() * count.sqrt();
-        (scale > 0.0 && scale.is_finite()).then_some(Self {
-            closes: values,
-            scale,
-        })
+        (scale > 0.0 && scale.is_finite()).then_some(Self { closes: values, scale })
     }
 
     /// `z` at a price observed today.
@@ -143,28 +140,17 @@ mod tests {
     use super::*;
 
     fn closes(values: &[f64]) -> Vec<Decimal> {
-        values
-            .iter()
-            .map(|v| format!("{v:.2}").parse().unwrap())
-            .collect()
+        values.iter().map(|v| format!("{v:.2}").parse().unwrap()).collect()
     }
 
     #[test]
     fn momentum_needs_21_closes_and_some_volatility() {
-        let rising: Vec<f64> = (0..21)
-            .map(|i| 100.0 + f64::from(i) + if i % 2 == 0 { 0.3 } else { 0.0 })
-            .collect();
+        let rising: Vec<f64> = (0..21).map(|i| 100.0 + f64::from(i) + if i % 2 == 0 { 0.3 } else { 0.0 }).collect();
         assert!(Momentum::from_closes(&closes(&rising[1..])).is_none());
-        assert!(
-            Momentum::from_closes(&closes(&[100.0; 30])).is_none(),
-            "zero volatility"
-        );
+        assert!(Momentum::from_closes(&closes(&[100.0; 30])).is_none(), "zero volatility");
         let momentum = Momentum::from_closes(&closes(&rising)).unwrap();
         assert!(momentum.z_prev_close() > 1.0);
-        assert!(
-            momentum.z_at("100.50".parse().unwrap()) < 0.0,
-            "below the close 20 days ago"
-        );
+        assert!(momentum.z_at("100.50".parse().unwrap()) < 0.0, "below the close 20 days ago");
     }
 
     #[test]
@@ -184,14 +170,8 @@ mod tests {
         let dates = earnings_dates(0, 2017, 2017, holidays);
         let text: Vec<String> = dates.iter().map(ToString::to_string).collect();
         // 2017-01-15 is a Sunday and 2017-01-16 a holiday; 2017-10-15 is a Sunday.
-        assert_eq!(
-            text,
-            ["2017-01-17", "2017-04-17", "2017-07-17", "2017-10-16"]
-        );
+        assert_eq!(text, ["2017-01-17", "2017-04-17", "2017-07-17", "2017-10-16"]);
         let day = "2017-04-18".parse().unwrap();
-        assert_eq!(
-            next_on_or_after(&dates, day),
-            Some("2017-07-17".parse().unwrap())
-        );
+        assert_eq!(next_on_or_after(&dates, day), Some("2017-07-17".parse().unwrap()));
     }
 }

@@ -104,12 +104,7 @@ mod tests {
     }
 
     fn check(bar: &DailyBar, path: &[Decimal], points: usize) {
-        let (o, h, l, c) = (
-            cents(bar.open),
-            cents(bar.high),
-            cents(bar.low),
-            cents(bar.close),
-        );
+        let (o, h, l, c) = (cents(bar.open), cents(bar.high), cents(bar.low), cents(bar.close));
         assert_eq!(path.len(), points);
         assert_eq!(path[0], o, "starts at the open");
         assert_eq!(path[points - 1], c, "ends at the close");
@@ -125,9 +120,9 @@ mod tests {
     fn touches_open_high_low_close_and_stays_in_range() {
         let cases = [
             bar("116.03", "117.20", "115.43", "116.15"),
-            bar("100", "100", "90", "95"),   // opens at the high
-            bar("100", "110", "100", "105"), // opens at the low
-            bar("50", "50", "50", "50"),     // flat
+            bar("100", "100", "90", "95"),              // opens at the high
+            bar("100", "110", "100", "105"),            // opens at the low
+            bar("50", "50", "50", "50"),                // flat
             bar("33.9525", "34.1", "33.695", "33.895"), // sub-cent prices
         ];
         for (i, bar) in cases.iter().enumerate() {

@@ -39,31 +39,15 @@ fn run(params: &Params) -> Result<(Vec<u8>, Summary), FromBarsError> {
     run_with(params, &bars, &sectors)
 }
 
-fn run_with(
-    params: &Params,
-    bars: &BarSet,
-    sectors: &SectorSet,
-) -> Result<(Vec<u8>, Summary), FromBarsError> {
+fn run_with(params: &Params, bars: &BarSet, sectors: &SectorSet) -> Result<(Vec<u8>, Summary), FromBarsError> {
     let holidays = tape_events::config::nyse_holidays();
     let mut out = Vec::new();
-    let summary = generate(
-        params,
-        &Sources {
-            bars,
-            sectors,
-            holidays,
-        },
-        &mut out,
-    )?;
+    let summary = generate(params, &Sources { bars, sectors, holidays }, &mut out)?;
     Ok((out, summary))
 }
 
 fn lines(out: &[u8]) -> Vec<Value> {
-    std::str::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    std::str::from_utf8(out).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
 
 fn at(line: &Value) -> Timestamp {
@@ -76,18 +60,10 @@ fn same_seed_gives_the_same_bytes_and_another_seed_does_not() {
     let (a, _) = run(&p).unwrap();
     let (b, _) = run(&p).unwrap();
     assert_eq!(a, b);
-    let (c, _) = run(&Params {
-        seed: 8,
-        ..p.clone()
-    })
-    .unwrap();
+    let (c, _) = run(&Params { seed: 8, ..p.clone() }).unwrap();
     assert_ne!(a, c);
     // The order of --tickers does not matter.
-    let (d, _) = run(&Params {
-        tickers: parse_tickers("XOM,AAPL,MSFT,AAPL").unwrap(),
-        ..p
-    })
-    .unwrap();
+    let (d, _) = run(&Params { tickers: parse_tickers("XOM,AAPL,MSFT,AAPL").unwrap(), ..p }).unwrap();
     assert_eq!(a, d);
 }
 
@@ -103,33 +79,20 @@ fn output_is_a_time_ordered_scenario_with_opening_and_warmup() {
     assert_eq!(lines[1]["ticker"], "AAPL");
     assert_eq!(lines[1]["sector"], "Information Technology");
     assert_eq!(lines[2]["ticker"], "JPM");
-    let warmup: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["type"] == "DailyBarObserved" && at(l) == at(&lines[0]))
-        .collect();
+    let warmup: Vec<&Value> =
+        lines.iter().filter(|l| l["type"] == "DailyBarObserved" && at(l) == at(&lines[0])).collect();
     assert_eq!(warmup.len(), 2 * WARMUP_DAYS);
     assert_eq!(warmup.last().unwrap()["date"], "2016-12-30");
     for pair in lines.windows(2) {
-        assert!(
-            at(&pair[0]) <= at(&pair[1]),
-            "at decreases: {} then {}",
-            pair[0],
-            pair[1]
-        );
+        assert!(at(&pair[0]) <= at(&pair[1]), "at decreases: {} then {}", pair[0], pair[1]);
     }
     // 4 days × 2 tickers × 79 quotes, one bar per ticker and day.
     assert_eq!(summary.trading_days, 4);
     assert_eq!(summary.quotes, 4 * 2 * 79);
     assert_eq!(summary.daily_bars, 2 * (4 + WARMUP_DAYS as u64));
     assert_eq!(summary.lines, lines.len() as u64);
-    let bar = lines
-        .iter()
-        .find(|l| l["type"] == "DailyBarObserved" && l["date"] == "2017-01-03")
-        .unwrap();
-    assert_eq!(
-        bar["at"], "2017-01-03T21:30:00.000000Z",
-        "16:30 ET, after its day"
-    );
+    let bar = lines.iter().find(|l| l["type"] == "DailyBarObserved" && l["date"] == "2017-01-03").unwrap();
+    assert_eq!(bar["at"], "2017-01-03T21:30:00.000000Z", "16:30 ET, after its day");
     assert_eq!(bar["close"], "116.15");
 }
 
@@ -137,10 +100,7 @@ fn output_is_a_time_ordered_scenario_with_opening_and_warmup() {
 fn quote_times_are_utc_correct_across_dst() {
     // DST began on Sunday 2017-03-12.
     let (out, _) = run(&params("AAPL", "2017-03-10", "2017-03-13", 3)).unwrap();
-    let quotes: Vec<Value> = lines(&out)
-        .into_iter()
-        .filter(|l| l["type"] == "QuoteObserved")
-        .collect();
+    let quotes: Vec<Value> = lines(&out).into_iter().filter(|l| l["type"] == "QuoteObserved").collect();
     assert_eq!(quotes.len(), 2 * 79);
     assert_eq!(quotes[0]["at"], "2017-03-10T14:30:00.000000Z");
     assert_eq!(quotes[78]["at"], "2017-03-10T21:00:00.000000Z");
@@ -173,15 +133,11 @@ fn the_feed_uses_nothing_it_could_not_have_known() {
             }
             "QuoteObserved" => {
                 let price = line["price"].as_str().unwrap().parse().unwrap();
-                quotes
-                    .entry(line["ticker"].as_str().unwrap().into())
-                    .or_default()
-                    .push((at(line), price));
+                quotes.entry(line["ticker"].as_str().unwrap().into()).or_default().push((at(line), price));
             }
             "RecommendationReceived" => {
                 checked += 1;
-                let Ok(generated_at) = Timestamp::parse(line["generated_at"].as_str().unwrap())
-                else {
+                let Ok(generated_at) = Timestamp::parse(line["generated_at"].as_str().unwrap()) else {
                     continue;
                 };
                 let ticker = line["ticker"].as_str().unwrap().to_ascii_uppercase();
@@ -191,26 +147,12 @@ fn the_feed_uses_nothing_it_could_not_have_known() {
                 assert!(all[..index].iter().all(|l| at(l) <= at(line)));
                 let known: Vec<Decimal> = closes[&ticker].values().copied().collect();
                 let momentum = feed::Momentum::from_closes(&known).unwrap();
-                let price = quotes[&ticker]
-                    .iter()
-                    .rev()
-                    .find(|(t, _)| *t <= generated_at)
-                    .unwrap()
-                    .1;
+                let price = quotes[&ticker].iter().rev().find(|(t, _)| *t <= generated_at).unwrap().1;
                 let z = momentum.z_at(price);
                 let confidence = line["confidence"].as_str().unwrap();
-                match line["action"]
-                    .as_str()
-                    .unwrap()
-                    .to_ascii_lowercase()
-                    .as_str()
-                {
+                match line["action"].as_str().unwrap().to_ascii_lowercase().as_str() {
                     "buy" if confidence != "1.2" && !confidence.contains('e') => {
-                        assert_eq!(
-                            feed::buy_confidence(z).unwrap().to_string(),
-                            confidence,
-                            "{line}"
-                        );
+                        assert_eq!(feed::buy_confidence(z).unwrap().to_string(), confidence, "{line}");
                     }
                     "sell" => assert!(z <= 0.0, "{line}"),
                     _ => {}
@@ -231,22 +173,11 @@ fn later_bars_do_not_change_earlier_days() {
         bars.retain(|d, _| *d <= date("2017-02-15"));
     }
     let p = params("AAPL,JNJ,XOM", "2017-01-03", "2017-02-15", 11);
-    assert_eq!(
-        run_with(&p, &full, &sectors).unwrap().0,
-        run_with(&p, &cut, &sectors).unwrap().0
-    );
+    assert_eq!(run_with(&p, &full, &sectors).unwrap().0, run_with(&p, &cut, &sectors).unwrap().0);
     // And a longer run starts with the shorter one (the earnings updates aside, which
     // look ahead by design: they are reference data, published in advance).
     let (short, _) = run_with(&p, &full, &sectors).unwrap();
-    let (long, _) = run_with(
-        &Params {
-            to: date("2017-03-31"),
-            ..p
-        },
-        &full,
-        &sectors,
-    )
-    .unwrap();
+    let (long, _) = run_with(&Params { to: date("2017-03-31"), ..p }, &full, &sectors).unwrap();
     assert!(long.starts_with(&short));
 }
 
@@ -255,10 +186,7 @@ fn a_few_recommendations_are_malformed_on_purpose() {
     let p = params(SAMPLE_TICKERS, "2017-01-03", "2017-06-30", SAMPLE_SEED);
     let (out, summary) = run(&p).unwrap();
     let total = summary.buys + summary.sells;
-    assert!(
-        summary.invalid_recommendations > 0 && summary.invalid_recommendations * 50 < total,
-        "{summary:?}"
-    );
+    assert!(summary.invalid_recommendations > 0 && summary.invalid_recommendations * 50 < total, "{summary:?}");
     let malformed = lines(&out)
         .into_iter()
         .filter(|l| l["type"] == "RecommendationReceived")
@@ -268,8 +196,7 @@ fn a_few_recommendations_are_malformed_on_purpose() {
             let confidence = l["confidence"].as_str().unwrap();
             !tape_events::ids::is_valid_ticker(ticker)
                 || !["buy", "sell"].contains(&action)
-                || tape_events::money::parse_plain_decimal(confidence)
-                    .map_or(true, |c| c > Decimal::ONE)
+                || tape_events::money::parse_plain_decimal(confidence).map_or(true, |c| c > Decimal::ONE)
                 || l["mode"] != "paper_eligible"
                 || Timestamp::parse(l["generated_at"].as_str().unwrap()).is_err()
         })
