@@ -148,11 +148,11 @@ impl Engine {
                 check_ticker(&e.ticker)?;
                 check_price(&e.ticker, e.close)?;
                 let Some(closes) = state.closes.get(&e.ticker) else { return Ok(true) };
-                if closes.get(&e.date).map(|c| c.price) == Some(e.close) {
+                if closes.get(e.date).map(|c| c.price) == Some(e.close) {
                     return Ok(false);
                 }
                 let full = closes.len() >= state.config.correlation_window as usize;
-                Ok(!(full && closes.first_key_value().is_some_and(|(oldest, _)| e.date < *oldest)))
+                Ok(!(full && closes.first_date().is_some_and(|oldest| e.date < oldest)))
             }
             Event::QuoteObserved(e) => {
                 check_ticker(&e.ticker)?;

@@ -3,6 +3,7 @@
 //! evaluation; the caller decides whether to record them (a poll records an evaluation
 //! only when its outcome differs from the previous one).
 
+use chrono::Timelike;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tape_events::{
@@ -167,11 +168,12 @@ pub fn evaluate(state: &State, recommendation: &Recommendation, now: Timestamp) 
     // b. trading_window (transient).
     let local = exchange_time(now);
     let passed = in_trading_window(now, config);
+    let hm = |t: chrono::NaiveTime| format!("{:02}:{:02}", t.hour(), t.minute());
     let detail = json!({
-        "now_et": local.to_rfc3339(),
+        "now_et": format!("{} {}:{:02}", local.date_naive(), hm(local.time()), local.second()),
         "trading_day": is_trading_day(local.date_naive(), config),
-        "start": config.trading_window.start.format("%H:%M").to_string(),
-        "end": config.trading_window.end.format("%H:%M").to_string(),
+        "start": hm(config.trading_window.start),
+        "end": hm(config.trading_window.end),
     });
     if !b.check(CheckName::TradingWindow, passed, detail) {
         return b.skip(SkipReason::Check(CheckName::TradingWindow));
@@ -267,13 +269,13 @@ pub fn evaluate(state: &State, recommendation: &Recommendation, now: Timestamp) 
 
     let today = exchange_date(now);
     let sized = sizing::size(&sizing::Request { state, ticker, confidence: fields.confidence, price, today });
-    for step in &sized.steps {
+    for step in sized.steps {
         b.events.push(Event::SizingStepApplied(SizingStepApplied {
             recommendation_id: recommendation.id.clone(),
             step: step.step,
             dollars_before: step.before,
             dollars_after: step.after,
-            detail: step.detail.clone(),
+            detail: step.detail,
         }));
     }
     match sized.result {

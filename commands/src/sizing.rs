@@ -107,9 +107,11 @@ pub fn size(request: &Request<'_>) -> Sizing {
     let mut weighted = Decimal::ZERO;
     let mut weights = Decimal::ZERO;
     let mut per_ticker = Map::new();
+    let window = config.correlation_window as usize;
+    let (mut xs, mut ys) = (Vec::with_capacity(window), Vec::with_capacity(window));
     for (held, position) in state.positions.iter().filter(|(t, _)| t.as_str() != ticker) {
         let (Some(own), Some(theirs)) = (own_closes, state.closes.get(held)) else { continue };
-        let (xs, ys) = stats::aligned_returns(own, theirs);
+        stats::aligned_returns_into(own, theirs, &mut xs, &mut ys);
         if xs.len() < config.correlation_min_returns as usize {
             continue;
         }

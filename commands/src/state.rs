@@ -102,6 +102,55 @@ impl Close {
     }
 }
 
+/// A ticker's last daily closes, sorted by date, at most one per date: a short sorted
+/// vector (the window is 60) rather than a tree, so the correlation step walks slices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloseSeries {
+    closes: Vec<(NaiveDate, Close)>,
+}
+
+impl CloseSeries {
+    /// The close of a date, if held.
+    #[must_use]
+    pub fn get(&self, date: NaiveDate) -> Option<&Close> {
+        self.closes.binary_search_by_key(&date, |(d, _)| *d).ok().map(|i| &self.closes[i].1)
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.closes.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.closes.is_empty()
+    }
+
+    /// The oldest date held.
+    #[must_use]
+    pub fn first_date(&self) -> Option<NaiveDate> {
+        self.closes.first().map(|(d, _)| *d)
+    }
+
+    /// The closes in date order.
+    #[must_use]
+    pub fn as_slice(&self) -> &[(NaiveDate, Close)] {
+        &self.closes
+    }
+
+    /// Inserts or replaces a date's close, then keeps only the newest `window`.
+    pub fn insert(&mut self, date: NaiveDate, close: Close, window: usize) {
+        match self.closes.binary_search_by_key(&date, |(d, _)| *d) {
+            Ok(i) => self.closes[i].1 = close,
+            Err(i) => self.closes.insert(i, (date, close)),
+        }
+        if self.closes.len() > window {
+            let excess = self.closes.len() - window;
+            self.closes.drain(..excess);
+        }
+    }
+}
+
 /// Reference data of a ticker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Security {
@@ -156,7 +205,7 @@ pub struct State {
     pub open_orders: Vec<OpenOrder>,
     pub quotes: BTreeMap<String, Quote>,
     /// The last `correlation_window` daily closes of each ticker, by date.
-    pub closes: BTreeMap<String, BTreeMap<NaiveDate, Close>>,
+    pub closes: BTreeMap<String, CloseSeries>,
     pub securities: BTreeMap<String, Security>,
     /// Pending recommendations in capture order.
     pub pending: Vec<Pending>,
@@ -297,10 +346,13 @@ impl State {
             }
             Event::DailyBarObserved(e) => {
                 let window = self.config.correlation_window as usize;
-                let closes = self.closes.entry(e.ticker.clone()).or_default();
-                closes.insert(e.date, Close::new(e.close));
-                while closes.len() > window {
-                    closes.pop_first();
+                match self.closes.get_mut(&e.ticker) {
+                    Some(closes) => closes.insert(e.date, Close::new(e.close), window),
+                    None => {
+                        let mut closes = CloseSeries::default();
+                        closes.insert(e.date, Close::new(e.close), window);
+                        self.closes.insert(e.ticker.clone(), closes);
+                    }
                 }
             }
             Event::QuoteObserved(e) => {

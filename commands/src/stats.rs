@@ -4,13 +4,10 @@
 //!
 //! These are the only floats in the core; no amount of money is ever one.
 
-use std::collections::BTreeMap;
-
-use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use tape_events::{round4, Money};
 
-use crate::state::Close;
+use crate::state::CloseSeries;
 
 /// A decimal's value as an `f64`, parsed from its decimal text (never a lossy cast).
 #[must_use]
@@ -31,21 +28,37 @@ pub fn ratio(value: f64) -> Decimal {
 /// Simple returns between consecutive dates both tickers have (SPEC 4 step 2: "take each
 /// ticker's last correlation_window closes, intersect their dates, sort; returns are taken
 /// between consecutive dates of that intersection"). Both maps already hold at most the
-/// window.
-#[must_use]
-pub fn aligned_returns(a: &BTreeMap<NaiveDate, Close>, b: &BTreeMap<NaiveDate, Close>) -> (Vec<f64>, Vec<f64>) {
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
+/// window. Written into `xs` and `ys` (cleared first) so callers can reuse the buffers.
+pub fn aligned_returns_into(a: &CloseSeries, b: &CloseSeries, xs: &mut Vec<f64>, ys: &mut Vec<f64>) {
+    xs.clear();
+    ys.clear();
+    let (a, b) = (a.as_slice(), b.as_slice());
     let mut previous: Option<(f64, f64)> = None;
-    for (date, price_a) in a {
-        let Some(price_b) = b.get(date) else { continue };
-        let (x, y) = (price_a.value, price_b.value);
-        if let Some((px, py)) = previous {
-            xs.push(x / px - 1.0);
-            ys.push(y / py - 1.0);
+    let (mut i, mut j) = (0, 0);
+    // A merge join over the two date-sorted series: one pass, no lookups.
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (a[i].1.value, b[j].1.value);
+                if let Some((px, py)) = previous {
+                    xs.push(x / px - 1.0);
+                    ys.push(y / py - 1.0);
+                }
+                previous = Some((x, y));
+                i += 1;
+                j += 1;
+            }
         }
-        previous = Some((x, y));
     }
+}
+
+/// [`aligned_returns_into`] into new vectors.
+#[must_use]
+pub fn aligned_returns(a: &CloseSeries, b: &CloseSeries) -> (Vec<f64>, Vec<f64>) {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    aligned_returns_into(a, b, &mut xs, &mut ys);
     (xs, ys)
 }
 
