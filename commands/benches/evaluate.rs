@@ -33,8 +33,7 @@ fn state() -> (State, Recommendation, Timestamp) {
         open,
         AccountOpened { account_id: "b".into(), initial_cash: "1000000.00".parse().unwrap(), mode: AccountMode::Paper },
     );
-    let mut config = Config::default();
-    config.max_open_positions = 20;
+    let mut config = Config { max_open_positions: 20, ..Config::default() };
     config.tiers.conservative.max_sector_pct = "1.0".parse().unwrap();
     config.tiers.conservative.max_portfolio_heat = "1.0".parse().unwrap();
     config.declining_fraction = "1.0".parse().unwrap();
