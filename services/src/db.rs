@@ -10,7 +10,8 @@
 //! TLS is not configured: connections are plain TCP or Unix sockets (`sslmode=disable`
 //! or `prefer` falls back to plain).
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+pub use deadpool_postgres::Pool;
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, RecyclingMethod, Runtime};
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{redact_url, ConfigError, DatabaseConfig};
