@@ -19,6 +19,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create the database if needed and apply the migrations (idempotent).
+    Migrate(cli::migrate::Args),
+    /// Event store tools (`tape store check`).
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
+    /// Benchmarks (`tape bench store`).
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +42,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Migrate(args) => cli::migrate::run(&args),
+        Command::Store(command) => cli::store::run(&command),
+        Command::Bench(command) => cli::bench::run(&command),
     }
 }

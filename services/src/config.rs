@@ -41,12 +41,8 @@ pub const ENV_REDIS_URL: &str = "TAPE_REDIS_URL";
 /// Why the service settings could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read config file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {key} {value:?}: {reason}")]
@@ -226,10 +222,10 @@ impl ServiceConfig {
         let mut config = match std::fs::read_to_string(path) {
             Ok(text) => Self::from_toml_str(&text, path)?,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Self::default(),
-            Err(source) => {
+            Err(cause) => {
                 return Err(ConfigError::Read {
                     path: path.to_owned(),
-                    source,
+                    cause,
                 })
             }
         };

@@ -15,6 +15,7 @@ use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, RecyclingMethod
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{redact_url, ConfigError, DatabaseConfig};
+use crate::describe;
 
 /// Why a connection or pool could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -23,24 +24,12 @@ pub enum DbError {
     Config(#[from] ConfigError),
     #[error("cannot build the connection pool for {url}: {message}")]
     Pool { url: String, message: String },
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    #[error("cannot create database {name:?}: {source}")]
-    CreateDatabase {
-        name: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    #[error("cannot drop database {name:?}: {source}")]
-    DropDatabase {
-        name: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error("cannot connect to {url}: {}", describe(cause))]
+    Connect { url: String, cause: tokio_postgres::Error },
+    #[error("cannot create database {name:?}: {}", describe(cause))]
+    CreateDatabase { name: String, cause: tokio_postgres::Error },
+    #[error("cannot drop database {name:?}: {}", describe(cause))]
+    DropDatabase { name: String, cause: tokio_postgres::Error },
     #[error("database url {url} names no database")]
     NoDatabase { url: String },
 }
@@ -97,9 +86,9 @@ async fn connect_with(config: &tokio_postgres::Config, url: &str) -> Result<Clie
     let (client, connection) = config
         .connect(NoTls)
         .await
-        .map_err(|source| DbError::Connect {
+        .map_err(|cause| DbError::Connect {
             url: redact_url(url),
-            source,
+            cause,
         })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -147,9 +136,9 @@ pub async fn create_database_if_absent(url: &str) -> Result<bool, DbError> {
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
-        .map_err(|source| DbError::CreateDatabase {
+        .map_err(|cause| DbError::CreateDatabase {
             name: name.clone(),
-            source,
+            cause,
         })?
         .is_some();
     if exists {
@@ -163,7 +152,7 @@ pub async fn create_database_if_absent(url: &str) -> Result<bool, DbError> {
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
             Ok(false)
         }
-        Err(source) => Err(DbError::CreateDatabase { name, source }),
+        Err(cause) => Err(DbError::CreateDatabase { name, cause }),
     }
 }
 
@@ -179,9 +168,9 @@ pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), DbError> {
             quote_ident(name)
         ))
         .await
-        .map_err(|source| DbError::DropDatabase {
+        .map_err(|cause| DbError::DropDatabase {
             name: name.to_owned(),
-            source,
+            cause,
         })
 }
 

@@ -20,4 +20,23 @@ pub mod migrate;
 pub mod store;
 
 pub use config::ServiceConfig;
+
+/// An error and all its causes on one line (`a: b: c`), each cause once.
+///
+/// The crate's errors carry the driver's error as a `cause` field and print it with this,
+/// so a message alone (a log line with `%error`) says what PostgreSQL said.
+#[must_use]
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
 pub use store::{AppendError, AppendOutcome, EventStore, GlobalCursor, StoreError};

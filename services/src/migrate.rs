@@ -7,6 +7,7 @@
 //! Running it again applies nothing.
 
 use crate::db::{self, DbError};
+use crate::describe;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -20,18 +21,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x7461_7065_6d69_6772; // "tapemigr"
 pub enum MigrateError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("cannot lock database {database} for migration: {source}")]
-    Lock {
-        database: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    #[error("migration of database {database} failed: {source}")]
-    Migration {
-        database: String,
-        #[source]
-        source: refinery::Error,
-    },
+    #[error("cannot lock database {database} for migration: {}", describe(cause))]
+    Lock { database: String, cause: tokio_postgres::Error },
+    #[error("migration of database {database} failed: {}", describe(cause))]
+    Migration { database: String, cause: refinery::Error },
 }
 
 /// One applied migration.
@@ -78,9 +71,9 @@ pub async fn migrate(url: &str) -> Result<MigrationReport, MigrateError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
-        .map_err(|source| MigrateError::Lock {
+        .map_err(|cause| MigrateError::Lock {
             database: database.clone(),
-            source,
+            cause,
         })?;
     let runner = embedded::migrations::runner();
     let result = runner.run_async(&mut client).await;
@@ -89,9 +82,9 @@ pub async fn migrate(url: &str) -> Result<MigrationReport, MigrateError> {
     let _unlock = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await;
-    let report = result.map_err(|source| MigrateError::Migration {
+    let report = result.map_err(|cause| MigrateError::Migration {
         database: database.clone(),
-        source,
+        cause,
     })?;
     let applied: Vec<Applied> = report
         .applied_migrations()
@@ -104,9 +97,9 @@ pub async fn migrate(url: &str) -> Result<MigrationReport, MigrateError> {
     let current_version = runner
         .get_last_applied_migration_async(&mut client)
         .await
-        .map_err(|source| MigrateError::Migration {
+        .map_err(|cause| MigrateError::Migration {
             database: database.clone(),
-            source,
+            cause,
         })?
         .map(|m| i64::from(m.version()));
     Ok(MigrationReport {

@@ -1,1 +1,5 @@
 //! One module per subcommand: argument structs and the glue to the library crates.
+
+pub mod bench;
+pub mod migrate;
+pub mod store;

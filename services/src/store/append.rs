@@ -202,18 +202,18 @@ impl EventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
         validate(stream_id, expected_version, events)?;
-        let db_error = |source| AppendError::Database {
+        let db_error = |cause| AppendError::Database {
             stream: stream_id.to_owned(),
-            source,
+            cause,
         };
         let client = self
             .inner
             .pool
             .get()
             .await
-            .map_err(|source| AppendError::Pool {
+            .map_err(|cause| AppendError::Pool {
                 stream: stream_id.to_owned(),
-                source,
+                cause,
             })?;
 
         let mut known = if expected_version == 0 {
@@ -359,9 +359,9 @@ impl EventStore {
         expected_version: i64,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
-        let db_error = |source| AppendError::Database {
+        let db_error = |cause| AppendError::Database {
             stream: stream_id.to_owned(),
-            source,
+            cause,
         };
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         // Both queries go out together (tokio-postgres pipelines concurrent queries).

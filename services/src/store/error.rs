@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use crate::describe;
+
 /// Why an append wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -30,20 +32,12 @@ pub enum AppendError {
     #[error("invalid append to stream {stream:?}: {reason}")]
     Invalid { stream: String, reason: String },
     /// No connection could be had from the pool.
-    #[error("cannot get a database connection to append to stream {stream}: {source}")]
-    Pool {
-        stream: String,
-        #[source]
-        source: deadpool_postgres::PoolError,
-    },
+    #[error("cannot get a database connection to append to stream {stream}: {}", describe(cause))]
+    Pool { stream: String, cause: deadpool_postgres::PoolError },
     /// The database failed. The append may or may not have committed (a lost reply):
     /// retrying the same events is safe, it is idempotent.
-    #[error("database error appending to stream {stream}: {source}")]
-    Database {
-        stream: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error("database error appending to stream {stream}: {}", describe(cause))]
+    Database { stream: String, cause: tokio_postgres::Error },
 }
 
 impl AppendError {
@@ -57,10 +51,10 @@ impl AppendError {
 /// Why a read or a verification failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot get a database connection: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    #[error("cannot get a database connection: {}", describe(.0))]
+    Pool(deadpool_postgres::PoolError),
+    #[error("database error: {}", describe(.0))]
+    Database(tokio_postgres::Error),
     /// A stored row does not decode (a hash that is not 32 bytes, metadata of the wrong
     /// shape): the database was changed outside the store.
     #[error("unreadable event at position {position}: {reason}")]
@@ -71,4 +65,16 @@ pub enum StoreError {
         value: String,
         reason: String,
     },
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::Pool(error)
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Database(error)
+    }
 }

@@ -243,6 +243,21 @@ impl EventStore {
         })
     }
 
+    /// The global cursor of a stored event (`None`: no such event). Reading from just
+    /// before it (`position - 1`, same `tx_id`) returns that event first, once its
+    /// transaction is below the watermark.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure.
+    pub async fn cursor_of(&self, event_id: Uuid) -> Result<Option<GlobalCursor>, StoreError> {
+        let client = self.inner.pool.get().await?;
+        let row = client.query_opt("SELECT tx_id, position FROM events WHERE event_id = $1", &[&event_id]).await?;
+        match row {
+            Some(row) => Ok(Some(GlobalCursor { tx_id: row.try_get::<_, Xid8>(0)?.0, position: row.try_get(1)? })),
+            None => Ok(None),
+        }
+    }
+
     /// The current watermark: every transaction id below it has ended.
     ///
     /// # Errors
