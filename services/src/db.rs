@@ -25,11 +25,20 @@ pub enum DbError {
     #[error("cannot build the connection pool for {url}: {message}")]
     Pool { url: String, message: String },
     #[error("cannot connect to {url}: {}", describe(cause))]
-    Connect { url: String, cause: tokio_postgres::Error },
+    Connect {
+        url: String,
+        cause: tokio_postgres::Error,
+    },
     #[error("cannot create database {name:?}: {}", describe(cause))]
-    CreateDatabase { name: String, cause: tokio_postgres::Error },
+    CreateDatabase {
+        name: String,
+        cause: tokio_postgres::Error,
+    },
     #[error("cannot drop database {name:?}: {}", describe(cause))]
-    DropDatabase { name: String, cause: tokio_postgres::Error },
+    DropDatabase {
+        name: String,
+        cause: tokio_postgres::Error,
+    },
     #[error("database url {url} names no database")]
     NoDatabase { url: String },
 }

@@ -22,9 +22,15 @@ pub enum MigrateError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("cannot lock database {database} for migration: {}", describe(cause))]
-    Lock { database: String, cause: tokio_postgres::Error },
+    Lock {
+        database: String,
+        cause: tokio_postgres::Error,
+    },
     #[error("migration of database {database} failed: {}", describe(cause))]
-    Migration { database: String, cause: refinery::Error },
+    Migration {
+        database: String,
+        cause: refinery::Error,
+    },
 }
 
 /// One applied migration.

@@ -16,7 +16,12 @@ pub enum BenchCommand {
 pub struct StoreArgs {
     /// Any database on the server to use (a superuser: the bench creates and drops its
     /// own database next to it).
-    #[arg(long, value_name = "URL", env = "TAPE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TAPE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub database_url: String,
     /// One-event transactions of the single writer.
     #[arg(long, default_value_t = 2_000)]
@@ -59,7 +64,12 @@ fn store(args: &StoreArgs) -> anyhow::Result<ExitCode> {
     );
     println!();
     print!("{}", report.markdown_table());
-    let missed: Vec<&str> = report.rows.iter().filter(|r| !r.meets_goal()).map(|r| r.name.as_str()).collect();
+    let missed: Vec<&str> = report
+        .rows
+        .iter()
+        .filter(|r| !r.meets_goal())
+        .map(|r| r.name.as_str())
+        .collect();
     if missed.is_empty() {
         println!("\nevery goal met");
     } else {

@@ -32,12 +32,21 @@ pub enum AppendError {
     #[error("invalid append to stream {stream:?}: {reason}")]
     Invalid { stream: String, reason: String },
     /// No connection could be had from the pool.
-    #[error("cannot get a database connection to append to stream {stream}: {}", describe(cause))]
-    Pool { stream: String, cause: deadpool_postgres::PoolError },
+    #[error(
+        "cannot get a database connection to append to stream {stream}: {}",
+        describe(cause)
+    )]
+    Pool {
+        stream: String,
+        cause: deadpool_postgres::PoolError,
+    },
     /// The database failed. The append may or may not have committed (a lost reply):
     /// retrying the same events is safe, it is idempotent.
     #[error("database error appending to stream {stream}: {}", describe(cause))]
-    Database { stream: String, cause: tokio_postgres::Error },
+    Database {
+        stream: String,
+        cause: tokio_postgres::Error,
+    },
 }
 
 impl AppendError {

@@ -251,9 +251,17 @@ impl EventStore {
     /// [`StoreError`] on a database failure.
     pub async fn cursor_of(&self, event_id: Uuid) -> Result<Option<GlobalCursor>, StoreError> {
         let client = self.inner.pool.get().await?;
-        let row = client.query_opt("SELECT tx_id, position FROM events WHERE event_id = $1", &[&event_id]).await?;
+        let row = client
+            .query_opt(
+                "SELECT tx_id, position FROM events WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await?;
         match row {
-            Some(row) => Ok(Some(GlobalCursor { tx_id: row.try_get::<_, Xid8>(0)?.0, position: row.try_get(1)? })),
+            Some(row) => Ok(Some(GlobalCursor {
+                tx_id: row.try_get::<_, Xid8>(0)?.0,
+                position: row.try_get(1)?,
+            })),
             None => Ok(None),
         }
     }
