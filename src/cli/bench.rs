@@ -40,6 +40,10 @@ pub struct StoreArgs {
     pub read_events: usize,
 }
 
+/// Runs the subcommand.
+///
+/// # Errors
+/// Invalid settings, or a database that cannot be reached or refuses.
 pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Store(args) => store(args),

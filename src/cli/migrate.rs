@@ -35,6 +35,10 @@ pub fn database_url(
     Ok(config)
 }
 
+/// Runs the subcommand.
+///
+/// # Errors
+/// Invalid settings, or a database that cannot be reached or refuses.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = database_url(args.config.as_deref(), args.database_url.as_deref())?;
     let url = config.database.url;

@@ -24,6 +24,10 @@ pub struct CheckArgs {
     pub database_url: Option<String>,
 }
 
+/// Runs the subcommand.
+///
+/// # Errors
+/// Invalid settings, or a database that cannot be reached or refuses.
 pub fn run(command: &StoreCommand) -> anyhow::Result<ExitCode> {
     match command {
         StoreCommand::Check(args) => check(args),

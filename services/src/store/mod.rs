@@ -151,6 +151,7 @@ impl EventStore {
         Self::with_options(pool, StoreOptions::default())
     }
 
+    /// A store over `pool` with `options`.
     #[must_use]
     pub fn with_options(pool: Pool, options: StoreOptions) -> Self {
         Self {
