@@ -23,6 +23,14 @@ enum Command {
     Simulate(cli::simulate::Args),
     /// Make scenario files for `tape simulate`.
     Scenario(cli::scenario::ScenarioArgs),
+    /// Create the database if needed and apply the migrations (idempotent).
+    Migrate(cli::migrate::Args),
+    /// Event store tools (`tape store check`).
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
+    /// Benchmarks (`tape bench store`).
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,5 +48,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Scenario(args) => cli::scenario::run(args),
+        Command::Migrate(args) => cli::migrate::run(&args),
+        Command::Store(command) => cli::store::run(&command),
+        Command::Bench(command) => cli::bench::run(&command),
     }
 }

@@ -1,4 +1,7 @@
 //! One module per subcommand: argument structs and the glue to the library crates.
 
+pub mod bench;
+pub mod migrate;
 pub mod scenario;
 pub mod simulate;
+pub mod store;

@@ -1,0 +1,42 @@
+//! `tape-services`: the imperative shell around the pure core.
+//!
+//! - [`config`]: the service tables of `tape.toml` (`[database]`, `[redis]`) and `TAPE_*`
+//!   overrides.
+//! - [`db`]: the connection pool (`SET ROLE tape_app`) and administrative connections.
+//! - [`migrate`]: the embedded SQL migrations of `migrations/` (`tape migrate`).
+//! - [`store`]: the PostgreSQL event store: appends, global and stream reads, chain
+//!   verification.
+//! - [`check`]: `tape store check`, the newcomer's smoke test.
+//! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
+//!
+//! Architecture invariant: all I/O lives here (and in the binary); the core crates
+//! (`events`, `commands`) never depend on this crate.
+
+pub mod bench;
+pub mod check;
+pub mod config;
+pub mod db;
+pub mod migrate;
+pub mod store;
+
+pub use config::ServiceConfig;
+
+/// An error and all its causes on one line (`a: b: c`), each cause once.
+///
+/// The crate's errors carry the driver's error as a `cause` field and print it with this,
+/// so a message alone (a log line with `%error`) says what PostgreSQL said.
+#[must_use]
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+pub use store::{AppendError, AppendOutcome, EventStore, GlobalCursor, StoreError};

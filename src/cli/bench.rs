@@ -1,0 +1,83 @@
+//! `tape bench …`: benchmarks that print a table.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tape_services::bench::{self, BenchOptions};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// The event store against raw PostgreSQL: appends (1 and 16 events per transaction,
+    /// 1 and 8 writers) and global read-out, in a scratch database dropped at the end.
+    Store(StoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Any database on the server to use (a superuser: the bench creates and drops its
+    /// own database next to it).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TAPE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    /// One-event transactions of the single writer.
+    #[arg(long, default_value_t = 2_000)]
+    pub single_txns: usize,
+    /// 16-event transactions of the single writer.
+    #[arg(long, default_value_t = 500)]
+    pub batch_txns: usize,
+    /// Concurrent writers (each on its own stream).
+    #[arg(long, default_value_t = 8)]
+    pub writers: usize,
+    /// One-event transactions per concurrent writer.
+    #[arg(long, default_value_t = 500)]
+    pub txns_per_writer: usize,
+    /// Events in the log for the read-out.
+    #[arg(long, default_value_t = 100_000)]
+    pub read_events: usize,
+}
+
+/// Runs the subcommand.
+///
+/// # Errors
+/// Invalid settings, or a database that cannot be reached or refuses.
+pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Store(args) => store(args),
+    }
+}
+
+fn store(args: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let options = BenchOptions {
+        admin_url: args.database_url.clone(),
+        single_txns: args.single_txns.max(1),
+        batch_txns: args.batch_txns.max(1),
+        writers: args.writers.clamp(1, 64),
+        txns_per_writer: args.txns_per_writer.max(1),
+        read_events: args.read_events.max(1),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime.block_on(bench::run(&options, |step| eprintln!("… {step}")))?;
+    let env = &report.environment;
+    println!(
+        "PostgreSQL {}, synchronous_commit = {}, fsync = {}; {} CPUs, {} RAM",
+        env.server_version, env.synchronous_commit, env.fsync, env.cpus, env.memory
+    );
+    println!();
+    print!("{}", report.markdown_table());
+    let missed: Vec<&str> = report
+        .rows
+        .iter()
+        .filter(|r| !r.meets_goal())
+        .map(|r| r.name.as_str())
+        .collect();
+    if missed.is_empty() {
+        println!("\nevery goal met");
+    } else {
+        println!("\ngoal missed: {}", missed.join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
