@@ -205,10 +205,7 @@ const RAW_INSERT_SQL: &str = "INSERT INTO raw_events (stream_id, stream_version,
 /// # Errors
 /// [`BenchError`] when the server cannot be used; the scratch database is dropped anyway.
 #[allow(clippy::disallowed_methods)] // a service: it mints ids
-pub async fn run(
-    options: &BenchOptions,
-    progress: impl Fn(&str),
-) -> Result<BenchReport, BenchError> {
+pub async fn run(options: &BenchOptions, progress: impl Fn(&str)) -> Result<BenchReport, BenchError> {
     let database = format!("tape_bench_{}", Uuid::now_v7().simple());
     let url = db::url_with_database(&options.admin_url, &database)?;
     let result = run_in(options, &url, &database, &progress).await;
@@ -228,26 +225,13 @@ async fn run_in(
     progress(&format!("creating and migrating {database}"));
     migrate::migrate(url).await?;
     let admin = db::connect(url).await?;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} SET synchronous_commit = on",
-            db::quote_ident(database)
-        ))
-        .await?;
+    admin.batch_execute(&format!("ALTER DATABASE {} SET synchronous_commit = on", db::quote_ident(database))).await?;
     admin.batch_execute(RAW_TABLE_SQL).await?;
     let environment = environment(&admin).await?;
 
     let pool_size = options.writers + 4;
-    let app_pool = db::pool(&DatabaseConfig {
-        url: url.to_owned(),
-        pool_size,
-        role: "tape_app".to_owned(),
-    })?;
-    let raw_pool = db::pool(&DatabaseConfig {
-        url: url.to_owned(),
-        pool_size,
-        role: String::new(),
-    })?;
+    let app_pool = db::pool(&DatabaseConfig { url: url.to_owned(), pool_size, role: "tape_app".to_owned() })?;
+    let raw_pool = db::pool(&DatabaseConfig { url: url.to_owned(), pool_size, role: String::new() })?;
     warm_up(&app_pool, pool_size).await?;
     warm_up(&raw_pool, pool_size).await?;
     let store = EventStore::new(app_pool.clone());
@@ -256,16 +240,8 @@ async fn run_in(
 
     progress("1 writer, 1-event transactions");
     rows.push(
-        compare_appends(
-            &store,
-            &raw_pool,
-            &mut seq,
-            "append, 1 writer, 1 event/txn",
-            1,
-            options.single_txns,
-            1,
-        )
-        .await?,
+        compare_appends(&store, &raw_pool, &mut seq, "append, 1 writer, 1 event/txn", 1, options.single_txns, 1)
+            .await?,
     );
     progress(&format!("1 writer, {BATCH}-event transactions"));
     rows.push(
@@ -280,19 +256,13 @@ async fn run_in(
         )
         .await?,
     );
-    progress(&format!(
-        "{} writers on {} streams, 1-event transactions",
-        options.writers, options.writers
-    ));
+    progress(&format!("{} writers on {} streams, 1-event transactions", options.writers, options.writers));
     rows.push(
         compare_appends(
             &store,
             &raw_pool,
             &mut seq,
-            &format!(
-                "append, {} writers on {} streams, 1 event/txn",
-                options.writers, options.writers
-            ),
+            &format!("append, {} writers on {} streams, 1 event/txn", options.writers, options.writers),
             options.writers,
             options.txns_per_writer,
             1,
@@ -302,19 +272,13 @@ async fn run_in(
     progress("the same with NOTIFY inside the append transaction (for the record)");
     let in_tx_store = EventStore::with_options(
         app_pool.clone(),
-        StoreOptions {
-            notify: NotifyMode::InTransaction,
-            ..StoreOptions::default()
-        },
+        StoreOptions { notify: NotifyMode::InTransaction, ..StoreOptions::default() },
     );
     let mut row = compare_appends(
         &in_tx_store,
         &raw_pool,
         &mut seq,
-        &format!(
-            "append, {} writers, NOTIFY in the transaction (not the default)",
-            options.writers
-        ),
+        &format!("append, {} writers, NOTIFY in the transaction (not the default)", options.writers),
         options.writers,
         options.txns_per_writer,
         1,
@@ -323,19 +287,12 @@ async fn run_in(
     row.goal = None;
     rows.push(row);
 
-    progress(&format!(
-        "filling the log to {} events for the read-out",
-        options.read_events
-    ));
+    progress(&format!("filling the log to {} events for the read-out", options.read_events));
     fill(&store, &admin, &mut seq, options.read_events).await?;
     progress("read-out");
     rows.push(compare_read_out(&store, &raw_pool).await?);
 
-    Ok(BenchReport {
-        environment,
-        database: database.to_owned(),
-        rows,
-    })
+    Ok(BenchReport { environment, database: database.to_owned(), rows })
 }
 
 /// Opens every connection of a pool before anything is timed.
@@ -359,16 +316,9 @@ async fn environment(admin: &tokio_postgres::Client) -> Result<Environment, Benc
         .and_then(|text| {
             text.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|kb| kb.parse::<u64>().ok())
-                })
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
         })
-        .map_or_else(
-            || "unknown".to_owned(),
-            |kb| format!("{:.1} GiB", kb as f64 / 1_048_576.0),
-        );
+        .map_or_else(|| "unknown".to_owned(), |kb| format!("{:.1} GiB", kb as f64 / 1_048_576.0));
     Ok(Environment {
         server_version: show("server_version").await?,
         synchronous_commit: show("synchronous_commit").await?,
@@ -396,14 +346,9 @@ impl Sequence {
             ticker: "AAPL".to_owned(),
             side: if n % 2 == 0 { Side::Buy } else { Side::Sell },
             qty: Qty(n % 300 + 1),
-            price: Price::new(rust_decimal::Decimal::new(
-                17_615 + i64::try_from(n % 5_000).unwrap_or(0),
-                2,
-            )),
+            price: Price::new(rust_decimal::Decimal::new(17_615 + i64::try_from(n % 5_000).unwrap_or(0), 2)),
         });
-        let at = Timestamp::from_unix_micros(
-            1_709_560_800_000_000 + i64::try_from(n).unwrap_or(0) * 1_000,
-        );
+        let at = Timestamp::from_unix_micros(1_709_560_800_000_000 + i64::try_from(n).unwrap_or(0) * 1_000);
         let metadata = Metadata {
             causation_id: Some(Uuid::now_v7()),
             correlation_id: Some(Uuid::now_v7()),
@@ -430,9 +375,7 @@ fn plan(seq: &mut Sequence, writers: usize, txns: usize, batch: usize) -> Vec<Wo
     (0..writers)
         .map(|_| Work {
             stream: seq.stream(),
-            txns: (0..txns)
-                .map(|_| (0..batch).map(|_| seq.event()).collect())
-                .collect(),
+            txns: (0..txns).map(|_| (0..batch).map(|_| seq.event()).collect()).collect(),
         })
         .collect()
 }
@@ -454,8 +397,7 @@ async fn compare_appends(
         let work = plan(seq, writers, txns, batch);
         best_raw = best_raw.max(events as f64 / raw_appends(raw_pool, &work).await?.as_secs_f64());
         let work = plan(seq, writers, txns, batch);
-        best_store =
-            best_store.max(events as f64 / store_appends(store, work).await?.as_secs_f64());
+        best_store = best_store.max(events as f64 / store_appends(store, work).await?.as_secs_f64());
     }
     Ok(BenchRow {
         name: name.to_owned(),
@@ -528,9 +470,7 @@ fn raw_batches(work: &Work) -> Vec<RawBatch> {
                 batch.types.push(event.event_type);
                 batch.schema_versions.push(event.schema_version);
                 batch.payloads.push(event.payload.clone());
-                batch
-                    .metadata
-                    .push(serde_json::to_value(&event.metadata).unwrap_or_default());
+                batch.metadata.push(serde_json::to_value(&event.metadata).unwrap_or_default());
                 batch.ats.push(event.at.datetime());
                 batch.prevs.push(prev.to_vec());
                 batch.hashes.push(hash.to_vec());
@@ -582,10 +522,7 @@ async fn fill(
     seq: &mut Sequence,
     total: usize,
 ) -> Result<(), BenchError> {
-    let count: i64 = admin
-        .query_one("SELECT count(*) FROM events", &[])
-        .await?
-        .try_get(0)?;
+    let count: i64 = admin.query_one("SELECT count(*) FROM events", &[]).await?.try_get(0)?;
     let mut missing = total.saturating_sub(usize::try_from(count).unwrap_or(0));
     let stream = seq.stream();
     let mut version = 0;

@@ -42,18 +42,11 @@ pub const ENV_REDIS_URL: &str = "TAPE_REDIS_URL";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {cause}")]
-    Read {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {key} {value:?}: {reason}")]
-    Value {
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
+    Value { key: &'static str, value: String, reason: String },
 }
 
 /// `[database]`.
@@ -70,11 +63,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            url: DEFAULT_DATABASE_URL.to_owned(),
-            pool_size: DEFAULT_POOL_SIZE,
-            role: DEFAULT_ROLE.to_owned(),
-        }
+        Self { url: DEFAULT_DATABASE_URL.to_owned(), pool_size: DEFAULT_POOL_SIZE, role: DEFAULT_ROLE.to_owned() }
     }
 }
 
@@ -82,10 +71,7 @@ impl DatabaseConfig {
     /// The settings for `url` with every other key at its default.
     #[must_use]
     pub fn with_url(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            ..Self::default()
-        }
+        Self { url: url.into(), ..Self::default() }
     }
 
     /// The role to `SET ROLE` to, if any.
@@ -150,10 +136,7 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self {
-            url: DEFAULT_REDIS_URL.to_owned(),
-            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
-        }
+        Self { url: DEFAULT_REDIS_URL.to_owned(), prefix: DEFAULT_REDIS_PREFIX.to_owned() }
     }
 }
 
@@ -187,16 +170,9 @@ impl ServiceConfig {
     /// [`ConfigError::Parse`] (naming the key, e.g. ``unknown field `pool`` under
     /// `[database]`) or [`ConfigError::Value`].
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let shape: FileShape = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: one_line(&e.to_string()),
-        })?;
-        let config = Self {
-            database: shape.database,
-            redis: shape.redis,
-            broker: shape.broker,
-            daemon: shape.daemon,
-        };
+        let shape: FileShape = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: one_line(&e.to_string()) })?;
+        let config = Self { database: shape.database, redis: shape.redis, broker: shape.broker, daemon: shape.daemon };
         Ok(config)
     }
 
@@ -213,10 +189,7 @@ impl ServiceConfig {
     ///
     /// # Errors
     /// As [`ServiceConfig::load`].
-    pub fn load_with_env(
-        path: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load_with_env(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let default_path = Path::new("tape.toml");
         let (path, required) = match path {
             Some(path) => (path, true),
@@ -225,12 +198,7 @@ impl ServiceConfig {
         let mut config = match std::fs::read_to_string(path) {
             Ok(text) => Self::from_toml_str(&text, path)?,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Self::default(),
-            Err(cause) => {
-                return Err(ConfigError::Read {
-                    path: path.to_owned(),
-                    cause,
-                })
-            }
+            Err(cause) => return Err(ConfigError::Read { path: path.to_owned(), cause }),
         };
         config.apply_env(env);
         config.database.validate()?;
@@ -255,9 +223,7 @@ pub fn is_plain_identifier(name: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 63
         && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
 }
 
 /// The URL with any password replaced by `***`, for messages.
@@ -274,13 +240,7 @@ pub fn redact_url(url: &str) -> String {
     }
     // key=value form
     url.split_whitespace()
-        .map(|pair| {
-            if pair.starts_with("password=") {
-                "password=***"
-            } else {
-                pair
-            }
-        })
+        .map(|pair| if pair.starts_with("password=") { "password=***" } else { pair })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -356,41 +316,23 @@ listen = "127.0.0.1:8080"
 
     #[test]
     fn bad_values_name_the_key_and_the_value() {
-        let mut db = DatabaseConfig {
-            pool_size: 0,
-            ..DatabaseConfig::default()
-        };
+        let mut db = DatabaseConfig { pool_size: 0, ..DatabaseConfig::default() };
         let error = db.validate().unwrap_err().to_string();
-        assert_eq!(
-            error,
-            "invalid database.pool_size \"0\": must be within [1, 1024]"
-        );
+        assert_eq!(error, "invalid database.pool_size \"0\": must be within [1, 1024]");
         db.pool_size = 2;
         db.role = "Robert'); DROP".to_owned();
-        assert!(db
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .starts_with("invalid database.role \"Robert'); DROP\""));
+        assert!(db.validate().unwrap_err().to_string().starts_with("invalid database.role \"Robert'); DROP\""));
         db.role = DEFAULT_ROLE.to_owned();
         db.url = "postgres://u:secret@h:notaport/db".to_owned();
         let error = db.validate().unwrap_err().to_string();
-        assert!(
-            error.starts_with("invalid database.url \"postgres://u:***@h:notaport/db\""),
-            "{error}"
-        );
+        assert!(error.starts_with("invalid database.url \"postgres://u:***@h:notaport/db\""), "{error}");
         assert!(!error.contains("secret"));
     }
 
     #[test]
     fn a_missing_explicit_file_is_an_error_naming_it() {
         let error =
-            ServiceConfig::load_with_env(Some(Path::new("/nonexistent/tape.toml")), |_| None)
-                .unwrap_err()
-                .to_string();
-        assert!(
-            error.starts_with("cannot read config file /nonexistent/tape.toml"),
-            "{error}"
-        );
+            ServiceConfig::load_with_env(Some(Path::new("/nonexistent/tape.toml")), |_| None).unwrap_err().to_string();
+        assert!(error.starts_with("cannot read config file /nonexistent/tape.toml"), "{error}");
     }
 }

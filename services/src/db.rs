@@ -25,20 +25,11 @@ pub enum DbError {
     #[error("cannot build the connection pool for {url}: {message}")]
     Pool { url: String, message: String },
     #[error("cannot connect to {url}: {}", describe(cause))]
-    Connect {
-        url: String,
-        cause: tokio_postgres::Error,
-    },
+    Connect { url: String, cause: tokio_postgres::Error },
     #[error("cannot create database {name:?}: {}", describe(cause))]
-    CreateDatabase {
-        name: String,
-        cause: tokio_postgres::Error,
-    },
+    CreateDatabase { name: String, cause: tokio_postgres::Error },
     #[error("cannot drop database {name:?}: {}", describe(cause))]
-    DropDatabase {
-        name: String,
-        cause: tokio_postgres::Error,
-    },
+    DropDatabase { name: String, cause: tokio_postgres::Error },
     #[error("database url {url} names no database")]
     NoDatabase { url: String },
 }
@@ -53,33 +44,17 @@ pub enum DbError {
 pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
     config.validate()?;
     let pg_config = config.pg_config()?;
-    let manager = Manager::from_config(
-        pg_config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let mut builder = Pool::builder(manager)
-        .max_size(config.pool_size)
-        .runtime(Runtime::Tokio1);
+    let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let mut builder = Pool::builder(manager).max_size(config.pool_size).runtime(Runtime::Tokio1);
     if let Some(role) = config.role() {
         // validate() checked the name is a plain identifier; quote it all the same.
         let statement = format!("SET ROLE {}", quote_ident(role));
         builder = builder.post_create(Hook::async_fn(move |client, _metrics| {
             let statement = statement.clone();
-            Box::pin(async move {
-                client
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(HookError::Backend)
-            })
+            Box::pin(async move { client.batch_execute(&statement).await.map_err(HookError::Backend) })
         }));
     }
-    builder.build().map_err(|e| DbError::Pool {
-        url: redact_url(&config.url),
-        message: e.to_string(),
-    })
+    builder.build().map_err(|e| DbError::Pool { url: redact_url(&config.url), message: e.to_string() })
 }
 
 /// One plain connection as the login role (no `SET ROLE`), its driver task spawned.
@@ -92,13 +67,8 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
 }
 
 async fn connect_with(config: &tokio_postgres::Config, url: &str) -> Result<Client, DbError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|cause| DbError::Connect {
-            url: redact_url(url),
-            cause,
-        })?;
+    let (client, connection) =
+        config.connect(NoTls).await.map_err(|cause| DbError::Connect { url: redact_url(url), cause })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "postgres connection ended");
@@ -117,9 +87,7 @@ pub fn database_name(url: &str) -> Result<String, DbError> {
         .get_dbname()
         .filter(|name| !name.is_empty())
         .map(str::to_owned)
-        .ok_or_else(|| DbError::NoDatabase {
-            url: redact_url(url),
-        })
+        .ok_or_else(|| DbError::NoDatabase { url: redact_url(url) })
 }
 
 /// A connection to the server's `postgres` database, as the URL's user.
@@ -145,22 +113,14 @@ pub async fn create_database_if_absent(url: &str) -> Result<bool, DbError> {
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
-        .map_err(|cause| DbError::CreateDatabase {
-            name: name.clone(),
-            cause,
-        })?
+        .map_err(|cause| DbError::CreateDatabase { name: name.clone(), cause })?
         .is_some();
     if exists {
         return Ok(false);
     }
-    match admin
-        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
-        .await
-    {
+    match admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await {
         Ok(()) => Ok(true),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
-            Ok(false)
-        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(false),
         Err(cause) => Err(DbError::CreateDatabase { name, cause }),
     }
 }
@@ -172,15 +132,9 @@ pub async fn create_database_if_absent(url: &str) -> Result<bool, DbError> {
 pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), DbError> {
     let admin = connect_maintenance(admin_url).await?;
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(name)
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
         .await
-        .map_err(|cause| DbError::DropDatabase {
-            name: name.to_owned(),
-            cause,
-        })
+        .map_err(|cause| DbError::DropDatabase { name: name.to_owned(), cause })
 }
 
 /// `url` with its database replaced by `name`. Works for URLs and key=value strings.
@@ -195,9 +149,7 @@ pub fn url_with_database(url: &str, name: &str) -> Result<String, DbError> {
             Some((b, q)) => (b, Some(q)),
             None => (rest, None),
         };
-        let authority = before_query
-            .split_once('/')
-            .map_or(before_query, |(a, _)| a);
+        let authority = before_query.split_once('/').map_or(before_query, |(a, _)| a);
         let mut out = format!("{scheme}://{authority}/{name}");
         if let Some(query) = query {
             out.push('?');
@@ -205,11 +157,8 @@ pub fn url_with_database(url: &str, name: &str) -> Result<String, DbError> {
         }
         Ok(out)
     } else {
-        let mut pairs: Vec<String> = url
-            .split_whitespace()
-            .filter(|p| !p.starts_with("dbname="))
-            .map(str::to_owned)
-            .collect();
+        let mut pairs: Vec<String> =
+            url.split_whitespace().filter(|p| !p.starts_with("dbname=")).map(str::to_owned).collect();
         pairs.push(format!("dbname={name}"));
         Ok(pairs.join(" "))
     }
@@ -235,14 +184,8 @@ mod tests {
             url_with_database("postgres://u:p@h:1/db?sslmode=disable", "t2").unwrap(),
             "postgres://u:p@h:1/t2?sslmode=disable"
         );
-        assert_eq!(
-            url_with_database("postgres://h", "t3").unwrap(),
-            "postgres://h/t3"
-        );
-        assert_eq!(
-            url_with_database("host=h dbname=x user=u", "t4").unwrap(),
-            "host=h user=u dbname=t4"
-        );
+        assert_eq!(url_with_database("postgres://h", "t3").unwrap(), "postgres://h/t3");
+        assert_eq!(url_with_database("host=h dbname=x user=u", "t4").unwrap(), "host=h user=u dbname=t4");
     }
 
     #[test]

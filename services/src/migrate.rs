@@ -22,15 +22,9 @@ pub enum MigrateError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("cannot lock database {database} for migration: {}", describe(cause))]
-    Lock {
-        database: String,
-        cause: tokio_postgres::Error,
-    },
+    Lock { database: String, cause: tokio_postgres::Error },
     #[error("migration of database {database} failed: {}", describe(cause))]
-    Migration {
-        database: String,
-        cause: refinery::Error,
-    },
+    Migration { database: String, cause: refinery::Error },
 }
 
 /// One applied migration.
@@ -58,10 +52,7 @@ pub fn known_migrations() -> Vec<Applied> {
     embedded::migrations::runner()
         .get_migrations()
         .iter()
-        .map(|m| Applied {
-            version: i64::from(m.version()),
-            name: m.name().to_owned(),
-        })
+        .map(|m| Applied { version: i64::from(m.version()), name: m.name().to_owned() })
         .collect()
 }
 
@@ -77,41 +68,22 @@ pub async fn migrate(url: &str) -> Result<MigrationReport, MigrateError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
-        .map_err(|cause| MigrateError::Lock {
-            database: database.clone(),
-            cause,
-        })?;
+        .map_err(|cause| MigrateError::Lock { database: database.clone(), cause })?;
     let runner = embedded::migrations::runner();
     let result = runner.run_async(&mut client).await;
     // The lock is a session lock: it also ends with the connection, so an error here is
     // harmless; report the migration's own error first.
-    let _unlock = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-        .await;
-    let report = result.map_err(|cause| MigrateError::Migration {
-        database: database.clone(),
-        cause,
-    })?;
+    let _unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+    let report = result.map_err(|cause| MigrateError::Migration { database: database.clone(), cause })?;
     let applied: Vec<Applied> = report
         .applied_migrations()
         .iter()
-        .map(|m| Applied {
-            version: i64::from(m.version()),
-            name: m.name().to_owned(),
-        })
+        .map(|m| Applied { version: i64::from(m.version()), name: m.name().to_owned() })
         .collect();
     let current_version = runner
         .get_last_applied_migration_async(&mut client)
         .await
-        .map_err(|cause| MigrateError::Migration {
-            database: database.clone(),
-            cause,
-        })?
+        .map_err(|cause| MigrateError::Migration { database: database.clone(), cause })?
         .map(|m| i64::from(m.version()));
-    Ok(MigrationReport {
-        database,
-        created_database,
-        applied,
-        current_version,
-    })
+    Ok(MigrationReport { database, created_database, applied, current_version })
 }

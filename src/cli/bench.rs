@@ -68,12 +68,7 @@ fn store(args: &StoreArgs) -> anyhow::Result<ExitCode> {
     );
     println!();
     print!("{}", report.markdown_table());
-    let missed: Vec<&str> = report
-        .rows
-        .iter()
-        .filter(|r| !r.meets_goal())
-        .map(|r| r.name.as_str())
-        .collect();
+    let missed: Vec<&str> = report.rows.iter().filter(|r| !r.meets_goal()).map(|r| r.name.as_str()).collect();
     if missed.is_empty() {
         println!("\nevery goal met");
     } else {

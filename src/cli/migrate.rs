@@ -23,10 +23,7 @@ pub struct Args {
 ///
 /// # Errors
 /// An invalid config file or value.
-pub fn database_url(
-    config: Option<&std::path::Path>,
-    url: Option<&str>,
-) -> anyhow::Result<ServiceConfig> {
+pub fn database_url(config: Option<&std::path::Path>, url: Option<&str>) -> anyhow::Result<ServiceConfig> {
     let mut config = ServiceConfig::load(config)?;
     if let Some(url) = url {
         config.database.url = url.to_owned();
@@ -48,20 +45,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         println!("created database {}", report.database);
     }
     if report.applied.is_empty() {
-        println!(
-            "database {} is up to date ({})",
-            report.database,
-            redact_url(&url)
-        );
+        println!("database {} is up to date ({})", report.database, redact_url(&url));
     } else {
         for applied in &report.applied {
             println!("applied V{}__{}", applied.version, applied.name);
         }
-        println!(
-            "database {} migrated ({} applied)",
-            report.database,
-            report.applied.len()
-        );
+        println!("database {} migrated ({} applied)", report.database, report.applied.len());
     }
     if let Some(version) = report.current_version {
         println!("schema version {version}");

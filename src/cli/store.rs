@@ -35,8 +35,7 @@ pub fn run(command: &StoreCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let config =
-        super::migrate::database_url(args.config.as_deref(), args.database_url.as_deref())?;
+    let config = super::migrate::database_url(args.config.as_deref(), args.database_url.as_deref())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let store = EventStore::new(db::pool(&config.database)?);

@@ -47,34 +47,18 @@ impl TestDb {
     pub async fn new() -> Self {
         let admin_url = admin_url();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!(
-            "tape_test_{}_{n}_{}",
-            std::process::id(),
-            &Uuid::now_v7().simple().to_string()[20..]
-        );
-        let url =
-            db::url_with_database(&admin_url, &name).expect("TAPE_DATABASE_URL is a valid URL");
+        let name = format!("tape_test_{}_{n}_{}", std::process::id(), &Uuid::now_v7().simple().to_string()[20..]);
+        let url = db::url_with_database(&admin_url, &name).expect("TAPE_DATABASE_URL is a valid URL");
         // Build the value first so a failed migration still drops the database.
-        let mut test_db = Self {
-            name,
-            url,
-            admin_url,
-            migration: empty_report(),
-        };
-        test_db.migration = migrate::migrate(&test_db.url)
-            .await
-            .expect("migrate a fresh test database");
+        let mut test_db = Self { name, url, admin_url, migration: empty_report() };
+        test_db.migration = migrate::migrate(&test_db.url).await.expect("migrate a fresh test database");
         test_db
     }
 
     /// Settings for this database: the app role by default.
     #[must_use]
     pub fn config(&self, role: Option<&str>) -> DatabaseConfig {
-        DatabaseConfig {
-            url: self.url.clone(),
-            pool_size: 16,
-            role: role.unwrap_or("").to_owned(),
-        }
+        DatabaseConfig { url: self.url.clone(), pool_size: 16, role: role.unwrap_or("").to_owned() }
     }
 
     /// A pool whose connections `SET ROLE tape_app`, as the service's are.
@@ -97,19 +81,12 @@ impl TestDb {
 
     /// A plain superuser connection to this database (no SET ROLE).
     pub async fn admin(&self) -> tokio_postgres::Client {
-        db::connect(&self.url)
-            .await
-            .expect("admin connection to the test database")
+        db::connect(&self.url).await.expect("admin connection to the test database")
     }
 }
 
 fn empty_report() -> MigrationReport {
-    MigrationReport {
-        database: String::new(),
-        created_database: false,
-        applied: Vec::new(),
-        current_version: None,
-    }
+    MigrationReport { database: String::new(), created_database: false, applied: Vec::new(), current_version: None }
 }
 
 impl Drop for TestDb {
@@ -119,13 +96,9 @@ impl Drop for TestDb {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let handle = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime {
-                Ok(runtime) => runtime
-                    .block_on(db::drop_database(&admin_url, &name))
-                    .map_err(|e| e.to_string()),
+                Ok(runtime) => runtime.block_on(db::drop_database(&admin_url, &name)).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             }
         });
@@ -134,10 +107,7 @@ impl Drop for TestDb {
             Ok(Err(error)) => {
                 eprintln!("warning: cannot drop test database {}: {error}", self.name)
             }
-            Err(_) => eprintln!(
-                "warning: cannot drop test database {}: the dropping thread panicked",
-                self.name
-            ),
+            Err(_) => eprintln!("warning: cannot drop test database {}: the dropping thread panicked", self.name),
         }
     }
 }
@@ -151,16 +121,10 @@ pub fn sample_event(n: u64) -> NewEvent {
         ticker: "AAPL".to_owned(),
         side: Side::Buy,
         qty: Qty(n % 100 + 1),
-        price: Price::new(rust_decimal::Decimal::new(
-            17_615 + i64::try_from(n % 1000).unwrap_or(0),
-            2,
-        )),
+        price: Price::new(rust_decimal::Decimal::new(17_615 + i64::try_from(n % 1000).unwrap_or(0), 2)),
     });
     let at = Timestamp::from_unix_micros(1_709_560_800_000_000 + i64::try_from(n).unwrap_or(0));
-    let metadata = Metadata {
-        actor: Some("test".to_owned()),
-        ..Metadata::default()
-    };
+    let metadata = Metadata { actor: Some("test".to_owned()), ..Metadata::default() };
     event.into_new(Uuid::now_v7(), at, metadata)
 }
 

@@ -62,12 +62,7 @@ struct Chained {
     hashes: Vec<Hash>,
 }
 
-fn chain_batch(
-    stream_id: &str,
-    expected_version: i64,
-    head: &Hash,
-    events: &[NewEvent],
-) -> Chained {
+fn chain_batch(stream_id: &str, expected_version: i64, head: &Hash, events: &[NewEvent]) -> Chained {
     let mut versions = Vec::with_capacity(events.len());
     let mut prev = Vec::with_capacity(events.len());
     let mut hashes = Vec::with_capacity(events.len());
@@ -79,11 +74,7 @@ fn chain_batch(
         hashes.push(hash);
         last = hash;
     }
-    Chained {
-        versions,
-        prev,
-        hashes,
-    }
+    Chained { versions, prev, hashes }
 }
 
 /// The append statement, in its four forms: new or existing stream, with or without
@@ -129,47 +120,27 @@ const READ_HEAD_SQL: &str = "SELECT version, head_hash FROM streams WHERE stream
 const FIND_IDS_SQL: &str =
     "SELECT event_id, stream_id, stream_version, position, hash FROM events WHERE event_id = ANY($1)";
 
-fn validate(
-    stream_id: &str,
-    expected_version: i64,
-    events: &[NewEvent],
-) -> Result<(), AppendError> {
-    let invalid = |reason: String| AppendError::Invalid {
-        stream: stream_id.to_owned(),
-        reason,
-    };
+fn validate(stream_id: &str, expected_version: i64, events: &[NewEvent]) -> Result<(), AppendError> {
+    let invalid = |reason: String| AppendError::Invalid { stream: stream_id.to_owned(), reason };
     if stream_id.is_empty() || stream_id.len() > MAX_STREAM_ID_BYTES || stream_id.contains('\0') {
-        return Err(invalid(format!(
-            "a stream id must be 1 to {MAX_STREAM_ID_BYTES} bytes without NUL"
-        )));
+        return Err(invalid(format!("a stream id must be 1 to {MAX_STREAM_ID_BYTES} bytes without NUL")));
     }
     if expected_version < 0 {
-        return Err(invalid(format!(
-            "expected version {expected_version} is negative (0 means a new stream)"
-        )));
+        return Err(invalid(format!("expected version {expected_version} is negative (0 means a new stream)")));
     }
     if events.is_empty() {
         return Err(invalid("no events to append".to_owned()));
     }
     if events.len() > MAX_BATCH {
-        return Err(invalid(format!(
-            "{} events in one append, at most {MAX_BATCH}",
-            events.len()
-        )));
+        return Err(invalid(format!("{} events in one append, at most {MAX_BATCH}", events.len())));
     }
     let mut seen = HashSet::with_capacity(events.len());
     for event in events {
         if !seen.insert(event.event_id) {
-            return Err(invalid(format!(
-                "event id {} appears twice in one append",
-                event.event_id
-            )));
+            return Err(invalid(format!("event id {} appears twice in one append", event.event_id)));
         }
         if event.event_type.is_empty() {
-            return Err(invalid(format!(
-                "event {} has an empty event type",
-                event.event_id
-            )));
+            return Err(invalid(format!("event {} has an empty event type", event.event_id)));
         }
     }
     Ok(())
@@ -202,25 +173,12 @@ impl EventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
         validate(stream_id, expected_version, events)?;
-        let db_error = |cause| AppendError::Database {
-            stream: stream_id.to_owned(),
-            cause,
-        };
-        let client = self
-            .inner
-            .pool
-            .get()
-            .await
-            .map_err(|cause| AppendError::Pool {
-                stream: stream_id.to_owned(),
-                cause,
-            })?;
+        let db_error = |cause| AppendError::Database { stream: stream_id.to_owned(), cause };
+        let client =
+            self.inner.pool.get().await.map_err(|cause| AppendError::Pool { stream: stream_id.to_owned(), cause })?;
 
-        let mut known = if expected_version == 0 {
-            Some(GENESIS)
-        } else {
-            self.cached_head(stream_id, expected_version)
-        };
+        let mut known =
+            if expected_version == 0 { Some(GENESIS) } else { self.cached_head(stream_id, expected_version) };
         for _ in 0..MAX_ATTEMPTS {
             let (prev, fresh) = match known.take() {
                 Some(hash) => (hash, expected_version == 0),
@@ -229,36 +187,15 @@ impl EventStore {
                         self.remember_head(stream_id, head);
                         (head.hash, true)
                     }
-                    _ => {
-                        return self
-                            .resolve_conflict(&client, stream_id, expected_version, events)
-                            .await
-                    }
+                    _ => return self.resolve_conflict(&client, stream_id, expected_version, events).await,
                 },
             };
             let chained = chain_batch(stream_id, expected_version, &prev, events);
-            match self
-                .try_append(
-                    &client,
-                    stream_id,
-                    expected_version,
-                    &prev,
-                    events,
-                    &chained,
-                )
-                .await
-            {
+            match self.try_append(&client, stream_id, expected_version, &prev, events, &chained).await {
                 Ok(Attempt::Written(rows)) => {
-                    let version =
-                        expected_version + i64::try_from(events.len()).unwrap_or(i64::MAX);
+                    let version = expected_version + i64::try_from(events.len()).unwrap_or(i64::MAX);
                     let head_hash = chained.hashes.last().copied().unwrap_or(prev);
-                    self.remember_head(
-                        stream_id,
-                        Head {
-                            version,
-                            hash: head_hash,
-                        },
-                    );
+                    self.remember_head(stream_id, Head { version, hash: head_hash });
                     self.notify_after_commit(stream_id);
                     let events = outcome_events(events, &chained.versions, &rows);
                     return Ok(AppendOutcome {
@@ -272,23 +209,18 @@ impl EventStore {
                 Ok(Attempt::HeadMoved) => {
                     self.forget_head(stream_id);
                     if fresh {
-                        return self
-                            .resolve_conflict(&client, stream_id, expected_version, events)
-                            .await;
+                        return self.resolve_conflict(&client, stream_id, expected_version, events).await;
                     }
                     // A stale cached head: read the real one and compute the chain again.
                 }
                 Err(error) if is_unique_violation(&error) => {
                     self.forget_head(stream_id);
-                    return self
-                        .resolve_conflict(&client, stream_id, expected_version, events)
-                        .await;
+                    return self.resolve_conflict(&client, stream_id, expected_version, events).await;
                 }
                 Err(error) => return Err(db_error(error)),
             }
         }
-        self.resolve_conflict(&client, stream_id, expected_version, events)
-            .await
+        self.resolve_conflict(&client, stream_id, expected_version, events).await
     }
 
     async fn try_append(
@@ -302,15 +234,10 @@ impl EventStore {
     ) -> Result<Attempt, tokio_postgres::Error> {
         let new_stream = expected_version == 0;
         let notify = self.inner.options.notify == NotifyMode::InTransaction;
-        let statement = client
-            .prepare_cached(append_sql(new_stream, notify))
-            .await?;
+        let statement = client.prepare_cached(append_sql(new_stream, notify)).await?;
 
         let new_version = expected_version + i64::try_from(events.len()).unwrap_or(i64::MAX);
-        let new_head: &[u8] = chained
-            .hashes
-            .last()
-            .map_or(prev.as_slice(), |h| h.as_slice());
+        let new_head: &[u8] = chained.hashes.last().map_or(prev.as_slice(), |h| h.as_slice());
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
         let schema_versions: Vec<i32> = events.iter().map(|e| e.schema_version).collect();
@@ -359,18 +286,13 @@ impl EventStore {
         expected_version: i64,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
-        let db_error = |cause| AppendError::Database {
-            stream: stream_id.to_owned(),
-            cause,
-        };
+        let db_error = |cause| AppendError::Database { stream: stream_id.to_owned(), cause };
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         // Both queries go out together (tokio-postgres pipelines concurrent queries).
-        let (head, found) = futures_util::future::try_join(
-            read_head(client, stream_id),
-            client.query(FIND_IDS_SQL, &[&ids]),
-        )
-        .await
-        .map_err(db_error)?;
+        let (head, found) =
+            futures_util::future::try_join(read_head(client, stream_id), client.query(FIND_IDS_SQL, &[&ids]))
+                .await
+                .map_err(db_error)?;
         let actual = head.map_or(0, |h| h.version);
         if let Some(head) = head {
             self.remember_head(stream_id, head);
@@ -394,11 +316,7 @@ impl EventStore {
         for (version, event) in (expected_version + 1..).zip(events) {
             match stored.get(&event.event_id) {
                 Some((s, v, position, _)) if s == stream_id && *v == version => {
-                    replayed.push(Appended {
-                        event_id: event.event_id,
-                        position: *position,
-                        stream_version: version,
-                    });
+                    replayed.push(Appended { event_id: event.event_id, position: *position, stream_version: version });
                 }
                 Some((s, v, position, _)) => {
                     return Err(AppendError::DuplicateEventId {
@@ -418,9 +336,7 @@ impl EventStore {
                 .and_then(|e| stored.get(&e.event_id))
                 .and_then(|(_, _, _, hash)| Hash::try_from(hash.as_slice()).ok())
                 .unwrap_or(GENESIS);
-            let version = replayed
-                .last()
-                .map_or(expected_version, |e| e.stream_version);
+            let version = replayed.last().map_or(expected_version, |e| e.stream_version);
             return Ok(AppendOutcome {
                 stream_id: stream_id.to_owned(),
                 events: replayed,
@@ -429,32 +345,20 @@ impl EventStore {
                 already_stored: true,
             });
         }
-        Err(AppendError::Conflict {
-            stream: stream_id.to_owned(),
-            expected: expected_version,
-            actual,
-        })
+        Err(AppendError::Conflict { stream: stream_id.to_owned(), expected: expected_version, actual })
     }
 
     /// The head of a stream as stored (`None`: no such stream).
     ///
     /// # Errors
     /// [`super::StoreError`] on a database failure or a corrupt head row.
-    pub async fn stream_head(
-        &self,
-        stream_id: &str,
-    ) -> Result<Option<(i64, Hash)>, super::StoreError> {
+    pub async fn stream_head(&self, stream_id: &str) -> Result<Option<(i64, Hash)>, super::StoreError> {
         let client = self.inner.pool.get().await?;
-        Ok(read_head(&client, stream_id)
-            .await?
-            .map(|h| (h.version, h.hash)))
+        Ok(read_head(&client, stream_id).await?.map(|h| (h.version, h.hash)))
     }
 }
 
-async fn read_head(
-    client: &Client,
-    stream_id: &str,
-) -> Result<Option<Head>, tokio_postgres::Error> {
+async fn read_head(client: &Client, stream_id: &str) -> Result<Option<Head>, tokio_postgres::Error> {
     let statement = client.prepare_cached(READ_HEAD_SQL).await?;
     let Some(row) = client.query_opt(&statement, &[&stream_id]).await? else {
         return Ok(None);
@@ -469,10 +373,7 @@ async fn read_head(
 }
 
 fn outcome_events(events: &[NewEvent], versions: &[i64], rows: &[(i64, i64)]) -> Vec<Appended> {
-    let by_version: BTreeMap<i64, i64> = rows
-        .iter()
-        .map(|&(position, version)| (version, position))
-        .collect();
+    let by_version: BTreeMap<i64, i64> = rows.iter().map(|&(position, version)| (version, position)).collect();
     events
         .iter()
         .zip(versions)
@@ -505,10 +406,7 @@ mod tests {
     fn validation_names_the_stream_and_the_problem() {
         let error = validate("s", -1, &[]).unwrap_err().to_string();
         assert_eq!(error, "invalid append to stream \"s\": expected version -1 is negative (0 means a new stream)");
-        assert!(validate("s", 0, &[])
-            .unwrap_err()
-            .to_string()
-            .ends_with("no events to append"));
+        assert!(validate("s", 0, &[]).unwrap_err().to_string().ends_with("no events to append"));
         assert!(validate("", 0, &[]).is_err());
     }
 }

@@ -114,10 +114,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            notify: NotifyMode::AfterCommit,
-            head_cache_capacity: 100_000,
-        }
+        Self { notify: NotifyMode::AfterCommit, head_cache_capacity: 100_000 }
     }
 }
 
@@ -177,23 +174,12 @@ impl EventStore {
 
     /// The cached head of a stream, if the cache has it at `version`.
     fn cached_head(&self, stream_id: &str, version: i64) -> Option<Hash> {
-        let heads = self
-            .inner
-            .heads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        heads
-            .get(stream_id)
-            .filter(|h| h.version == version)
-            .map(|h| h.hash)
+        let heads = self.inner.heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        heads.get(stream_id).filter(|h| h.version == version).map(|h| h.hash)
     }
 
     fn remember_head(&self, stream_id: &str, head: Head) {
-        let mut heads = self
-            .inner
-            .heads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut heads = self.inner.heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if heads.len() >= self.inner.options.head_cache_capacity && !heads.contains_key(stream_id) {
             heads.clear();
         }
@@ -208,11 +194,7 @@ impl EventStore {
     }
 
     fn forget_head(&self, stream_id: &str) {
-        let mut heads = self
-            .inner
-            .heads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut heads = self.inner.heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         heads.remove(stream_id);
     }
 }

@@ -42,10 +42,7 @@ impl EventStore {
             sender
         });
         if sender.try_send(stream_id.to_owned()).is_err() {
-            tracing::debug!(
-                stream_id,
-                "notification queue full; listeners will catch up by polling"
-            );
+            tracing::debug!(stream_id, "notification queue full; listeners will catch up by polling");
         }
     }
 }
@@ -61,17 +58,10 @@ async fn run_notifier(pool: deadpool_postgres::Pool, mut receiver: mpsc::Receive
                 Err(_) => break,
             }
         }
-        let streams: Vec<String> = batch
-            .drain(..)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let streams: Vec<String> = batch.drain(..).collect::<BTreeSet<_>>().into_iter().collect();
         let result = async {
             let client = pool.get().await.map_err(|e| e.to_string())?;
-            client
-                .execute(NOTIFY_SQL, &[&streams])
-                .await
-                .map_err(|e| e.to_string())
+            client.execute(NOTIFY_SQL, &[&streams]).await.map_err(|e| e.to_string())
         }
         .await;
         if let Err(error) = result {

@@ -31,10 +31,7 @@ pub struct GlobalCursor {
 
 impl GlobalCursor {
     /// Before every event.
-    pub const START: Self = Self {
-        tx_id: 0,
-        position: 0,
-    };
+    pub const START: Self = Self { tx_id: 0, position: 0 };
 }
 
 impl fmt::Display for GlobalCursor {
@@ -55,11 +52,7 @@ pub struct GlobalEvent {
 pub(crate) struct Xid8(pub(crate) u64);
 
 impl ToSql for Xid8 {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         out.put_u64(self.0);
         Ok(IsNull::No)
     }
@@ -83,32 +76,27 @@ impl<'a> FromSql<'a> for Xid8 {
 }
 
 /// The columns every read selects, in the order [`decode_row`] expects.
-pub(crate) const EVENT_COLUMNS: &str =
-    "position, tx_id, stream_id, stream_version, event_id, event_type, \
+pub(crate) const EVENT_COLUMNS: &str = "position, tx_id, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, at, recorded_at, prev_hash, hash";
 
-const READ_ALL_SQL: &str =
-    "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
+const READ_ALL_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
      FROM events \
      WHERE (tx_id, position) > ($1, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY tx_id, position LIMIT $3";
 
-const STREAM_ALL_SQL: &str =
-    "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
+const STREAM_ALL_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
      FROM events \
      WHERE (tx_id, position) > ($1, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY tx_id, position";
 
-const READ_STREAM_SQL: &str =
-    "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
+const READ_STREAM_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
      FROM events WHERE stream_id = $1 AND stream_version >= $2 \
      ORDER BY stream_version LIMIT $3";
 
-const STREAM_STREAM_SQL: &str =
-    "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
+const STREAM_STREAM_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
      schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
      FROM events WHERE stream_id = $1 AND stream_version >= $2 \
      ORDER BY stream_version";
@@ -118,17 +106,12 @@ const WATERMARK_SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())";
 /// Decodes one row of [`EVENT_COLUMNS`].
 pub(crate) fn decode_row(row: &Row) -> Result<GlobalEvent, StoreError> {
     let position: i64 = row.try_get(0)?;
-    let corrupt = |what: &str, e: &dyn fmt::Display| StoreError::Corrupt {
-        position,
-        reason: format!("{what}: {e}"),
-    };
+    let corrupt = |what: &str, e: &dyn fmt::Display| StoreError::Corrupt { position, reason: format!("{what}: {e}") };
     let tx_id: Xid8 = row.try_get(1)?;
     let hash32 = |index: usize, what: &str| -> Result<Hash, StoreError> {
         let bytes: &[u8] = row.try_get(index)?;
-        Hash::try_from(bytes).map_err(|_| StoreError::Corrupt {
-            position,
-            reason: format!("{what} is {} bytes, not 32", bytes.len()),
-        })
+        Hash::try_from(bytes)
+            .map_err(|_| StoreError::Corrupt { position, reason: format!("{what} is {} bytes, not 32", bytes.len()) })
     };
     let metadata: Json<Metadata> = row.try_get(8).map_err(|e| corrupt("metadata", &e))?;
     let at: DateTime<Utc> = row.try_get(9)?;
@@ -147,13 +130,7 @@ pub(crate) fn decode_row(row: &Row) -> Result<GlobalEvent, StoreError> {
         prev_hash: hash32(11, "prev_hash")?,
         hash: hash32(12, "hash")?,
     };
-    Ok(GlobalEvent {
-        cursor: GlobalCursor {
-            tx_id: tx_id.0,
-            position,
-        },
-        event,
-    })
+    Ok(GlobalEvent { cursor: GlobalCursor { tx_id: tx_id.0, position }, event })
 }
 
 fn limit_param(limit: usize) -> i64 {
@@ -168,19 +145,10 @@ impl EventStore {
     ///
     /// # Errors
     /// [`StoreError`] on a database failure or an undecodable row.
-    pub async fn read_all(
-        &self,
-        after: GlobalCursor,
-        limit: usize,
-    ) -> Result<Vec<GlobalEvent>, StoreError> {
+    pub async fn read_all(&self, after: GlobalCursor, limit: usize) -> Result<Vec<GlobalEvent>, StoreError> {
         let client = self.inner.pool.get().await?;
         let statement = client.prepare_cached(READ_ALL_SQL).await?;
-        let rows = client
-            .query(
-                &statement,
-                &[&Xid8(after.tx_id), &after.position, &limit_param(limit)],
-            )
-            .await?;
+        let rows = client.query(&statement, &[&Xid8(after.tx_id), &after.position, &limit_param(limit)]).await?;
         rows.iter().map(decode_row).collect()
     }
 
@@ -195,10 +163,7 @@ impl EventStore {
         let statement = client.prepare_cached(STREAM_ALL_SQL).await?;
         let params: [&(dyn ToSql + Sync); 2] = [&Xid8(after.tx_id), &after.position];
         let rows = client.query_raw(&statement, params).await?;
-        Ok(EventStream {
-            rows: Box::pin(rows),
-            _client: client,
-        })
+        Ok(EventStream { rows: Box::pin(rows), _client: client })
     }
 
     /// Up to `limit` events of a stream from version `from_version` on, in version order.
@@ -213,34 +178,20 @@ impl EventStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.inner.pool.get().await?;
         let statement = client.prepare_cached(READ_STREAM_SQL).await?;
-        let rows = client
-            .query(
-                &statement,
-                &[&stream_id, &from_version, &limit_param(limit)],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| decode_row(row).map(|e| e.event))
-            .collect()
+        let rows = client.query(&statement, &[&stream_id, &from_version, &limit_param(limit)]).await?;
+        rows.iter().map(|row| decode_row(row).map(|e| e.event)).collect()
     }
 
     /// Every event of a stream from version `from_version` on, streamed (bounded memory).
     ///
     /// # Errors
     /// [`StoreError`] when the query cannot start; each item may also be an error.
-    pub async fn stream_stream(
-        &self,
-        stream_id: &str,
-        from_version: i64,
-    ) -> Result<EventStream, StoreError> {
+    pub async fn stream_stream(&self, stream_id: &str, from_version: i64) -> Result<EventStream, StoreError> {
         let client = self.inner.pool.get().await?;
         let statement = client.prepare_cached(STREAM_STREAM_SQL).await?;
         let params: [&(dyn ToSql + Sync); 2] = [&stream_id, &from_version];
         let rows = client.query_raw(&statement, params).await?;
-        Ok(EventStream {
-            rows: Box::pin(rows),
-            _client: client,
-        })
+        Ok(EventStream { rows: Box::pin(rows), _client: client })
     }
 
     /// The global cursor of a stored event (`None`: no such event). Reading from just
@@ -251,17 +202,9 @@ impl EventStore {
     /// [`StoreError`] on a database failure.
     pub async fn cursor_of(&self, event_id: Uuid) -> Result<Option<GlobalCursor>, StoreError> {
         let client = self.inner.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT tx_id, position FROM events WHERE event_id = $1",
-                &[&event_id],
-            )
-            .await?;
+        let row = client.query_opt("SELECT tx_id, position FROM events WHERE event_id = $1", &[&event_id]).await?;
         match row {
-            Some(row) => Ok(Some(GlobalCursor {
-                tx_id: row.try_get::<_, Xid8>(0)?.0,
-                position: row.try_get(1)?,
-            })),
+            Some(row) => Ok(Some(GlobalCursor { tx_id: row.try_get::<_, Xid8>(0)?.0, position: row.try_get(1)? })),
             None => Ok(None),
         }
     }

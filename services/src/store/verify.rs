@@ -47,10 +47,7 @@ pub enum ProblemKind {
     /// A head kept outside the database is not in the chain any more.
     ExpectedHeadMissing { expected: String },
     /// The chain's end and the stream's `streams` row disagree.
-    HeadRowMismatch {
-        row_version: Option<i64>,
-        row_hash: Option<String>,
-    },
+    HeadRowMismatch { row_version: Option<i64>, row_hash: Option<String> },
 }
 
 /// The first problem of one stream.
@@ -66,20 +63,16 @@ pub struct ChainProblem {
 impl fmt::Display for ChainProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some(position) => write!(
-                f,
-                "position {position} (stream {} version {}): ",
-                self.stream_id, self.stream_version
-            )?,
-            None => write!(
-                f,
-                "stream {} after version {}: ",
-                self.stream_id, self.stream_version
-            )?,
+            Some(position) => {
+                write!(f, "position {position} (stream {} version {}): ", self.stream_id, self.stream_version)?
+            }
+            None => write!(f, "stream {} after version {}: ", self.stream_id, self.stream_version)?,
         }
         match &self.kind {
             ProblemKind::HashMismatch => f.write_str("content does not match its hash (changed)"),
-            ProblemKind::PrevMismatch => f.write_str("prev_hash is not the previous event's hash (an event removed or inserted before it)"),
+            ProblemKind::PrevMismatch => {
+                f.write_str("prev_hash is not the previous event's hash (an event removed or inserted before it)")
+            }
             ProblemKind::VersionGap { expected, found } => write!(f, "version {found} where {expected} was expected"),
             ProblemKind::Unreadable { reason } => write!(f, "unreadable: {reason}"),
             ProblemKind::ExpectedHeadMissing { expected } => {
@@ -123,11 +116,8 @@ impl VerifyReport {
 /// # Errors
 /// [`StoreError::Invalid`] naming the text.
 pub fn parse_hash_hex(text: &str) -> Result<Hash, StoreError> {
-    let invalid = |reason: &str| StoreError::Invalid {
-        what: "head hash",
-        value: text.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid =
+        |reason: &str| StoreError::Invalid { what: "head hash", value: text.to_owned(), reason: reason.to_owned() };
     let bytes = hex::decode(text.trim()).map_err(|_| invalid("not hexadecimal"))?;
     Hash::try_from(bytes.as_slice()).map_err(|_| invalid("must be 64 hex digits"))
 }
@@ -158,21 +148,11 @@ impl StreamCheck {
 
     fn problem(&mut self, stream_version: i64, position: Option<i64>, kind: ProblemKind) {
         if self.problem.is_none() {
-            self.problem = Some(ChainProblem {
-                stream_id: self.stream_id.clone(),
-                stream_version,
-                position,
-                kind,
-            });
+            self.problem = Some(ChainProblem { stream_id: self.stream_id.clone(), stream_version, position, kind });
         }
     }
 
-    fn row(
-        &mut self,
-        row: Result<super::GlobalEvent, StoreError>,
-        position_hint: i64,
-        version_hint: i64,
-    ) {
+    fn row(&mut self, row: Result<super::GlobalEvent, StoreError>, position_hint: i64, version_hint: i64) {
         self.events += 1;
         if self.problem.is_some() {
             return;
@@ -180,20 +160,11 @@ impl StreamCheck {
         let event = match row {
             Ok(event) => event.event,
             Err(error) => {
-                self.problem(
-                    version_hint,
-                    Some(position_hint),
-                    ProblemKind::Unreadable {
-                        reason: error.to_string(),
-                    },
-                );
+                self.problem(version_hint, Some(position_hint), ProblemKind::Unreadable { reason: error.to_string() });
                 return;
             }
         };
-        match self
-            .verifier
-            .check(&event.chained(), &event.prev_hash, &event.hash)
-        {
+        match self.verifier.check(&event.chained(), &event.prev_hash, &event.hash) {
             Ok(()) => {
                 self.version = event.stream_version;
                 if self.expected_head == Some(event.hash) {
@@ -201,25 +172,13 @@ impl StreamCheck {
                 }
             }
             Err(ChainBreak::HashMismatch { stream_version }) => {
-                self.problem(
-                    stream_version,
-                    Some(event.position),
-                    ProblemKind::HashMismatch,
-                );
+                self.problem(stream_version, Some(event.position), ProblemKind::HashMismatch);
             }
             Err(ChainBreak::PrevMismatch { stream_version }) => {
-                self.problem(
-                    stream_version,
-                    Some(event.position),
-                    ProblemKind::PrevMismatch,
-                );
+                self.problem(stream_version, Some(event.position), ProblemKind::PrevMismatch);
             }
             Err(ChainBreak::VersionGap { expected, found }) => {
-                self.problem(
-                    found,
-                    Some(event.position),
-                    ProblemKind::VersionGap { expected, found },
-                );
+                self.problem(found, Some(event.position), ProblemKind::VersionGap { expected, found });
             }
         }
     }
@@ -232,30 +191,19 @@ impl StreamCheck {
                     self.problem(
                         self.version,
                         None,
-                        ProblemKind::ExpectedHeadMissing {
-                            expected: hex::encode(expected),
-                        },
+                        ProblemKind::ExpectedHeadMissing { expected: hex::encode(expected) },
                     );
                 }
             }
         }
         if self.problem.is_none() {
-            let matches = row
-                .as_ref()
-                .is_some_and(|(v, h)| *v == self.version && h.as_slice() == head.as_slice());
+            let matches = row.as_ref().is_some_and(|(v, h)| *v == self.version && h.as_slice() == head.as_slice());
             if !matches {
                 let (row_version, row_hash) = match row {
                     Some((v, h)) => (Some(v), Some(hex::encode(h))),
                     None => (None, None),
                 };
-                self.problem(
-                    self.version,
-                    None,
-                    ProblemKind::HeadRowMismatch {
-                        row_version,
-                        row_hash,
-                    },
-                );
+                self.problem(self.version, None, ProblemKind::HeadRowMismatch { row_version, row_hash });
             }
         }
         let summary = StreamHead {
@@ -277,10 +225,7 @@ impl EventStore {
     ///
     /// # Errors
     /// [`StoreError`] on a database failure (a bad row is a problem in the report).
-    pub async fn verify_all(
-        &self,
-        expected_heads: &BTreeMap<String, Hash>,
-    ) -> Result<VerifyReport, StoreError> {
+    pub async fn verify_all(&self, expected_heads: &BTreeMap<String, Hash>) -> Result<VerifyReport, StoreError> {
         self.verify(None, expected_heads).await
     }
 
@@ -293,10 +238,7 @@ impl EventStore {
         stream_id: &str,
         expected_head: Option<&Hash>,
     ) -> Result<VerifyReport, StoreError> {
-        let expected: BTreeMap<String, Hash> = expected_head
-            .map(|h| (stream_id.to_owned(), *h))
-            .into_iter()
-            .collect();
+        let expected: BTreeMap<String, Hash> = expected_head.map(|h| (stream_id.to_owned(), *h)).into_iter().collect();
         self.verify(Some(stream_id), &expected).await
     }
 
@@ -318,27 +260,15 @@ impl EventStore {
 
         let mut head_rows: BTreeMap<String, (i64, Vec<u8>)> = BTreeMap::new();
         let rows = match only {
-            Some(stream) => {
-                tx.query(
-                    &format!("{STREAM_ROWS_SQL} WHERE stream_id = $1"),
-                    &[&stream],
-                )
-                .await?
-            }
+            Some(stream) => tx.query(&format!("{STREAM_ROWS_SQL} WHERE stream_id = $1"), &[&stream]).await?,
             None => tx.query(STREAM_ROWS_SQL, &[]).await?,
         };
         for row in rows {
             head_rows.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
         }
 
-        let filter = if only.is_some() {
-            "WHERE stream_id = $1"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events {filter} ORDER BY stream_id, stream_version"
-        );
+        let filter = if only.is_some() { "WHERE stream_id = $1" } else { "" };
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events {filter} ORDER BY stream_id, stream_version");
         let params: Vec<&(dyn ToSql + Sync)> = match &only {
             Some(stream) => vec![stream],
             None => vec![],
@@ -380,10 +310,7 @@ impl EventStore {
         // Streams with a head (or a kept head) but no events left at all.
         let mut empty: BTreeSet<String> = head_rows.keys().cloned().collect();
         empty.extend(
-            expected_heads
-                .keys()
-                .filter(|s| !seen.contains(*s) && only.is_none_or(|o| o == s.as_str()))
-                .cloned(),
+            expected_heads.keys().filter(|s| !seen.contains(*s) && only.is_none_or(|o| o == s.as_str())).cloned(),
         );
         for stream_id in empty {
             let expected = expected_heads.get(&stream_id).copied();

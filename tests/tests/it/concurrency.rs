@@ -14,9 +14,7 @@ async fn eight_writers_racing_for_each_version_one_wins_the_rest_conflict() {
     let db = TestDb::new().await;
     let pool = db.app_pool();
     // Each writer has its own store (its own head cache), as separate processes would.
-    let stores: Vec<EventStore> = (0..WRITERS)
-        .map(|_| EventStore::new(pool.clone()))
-        .collect();
+    let stores: Vec<EventStore> = (0..WRITERS).map(|_| EventStore::new(pool.clone())).collect();
     const ROUNDS: i64 = 12;
     let mut winners = Vec::new();
     for round in 0..ROUNDS {
@@ -25,14 +23,10 @@ async fn eight_writers_racing_for_each_version_one_wins_the_rest_conflict() {
         for (w, store) in stores.iter().enumerate() {
             let store = store.clone();
             let barrier = barrier.clone();
-            let event =
-                sample_event(u64::try_from(round).unwrap() * 100 + u64::try_from(w).unwrap());
+            let event = sample_event(u64::try_from(round).unwrap() * 100 + u64::try_from(w).unwrap());
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                (
-                    event.event_id,
-                    store.append("account-race", round, &[event]).await,
-                )
+                (event.event_id, store.append("account-race", round, &[event]).await)
             }));
         }
         let mut won = Vec::new();
@@ -43,33 +37,20 @@ async fn eight_writers_racing_for_each_version_one_wins_the_rest_conflict() {
                     assert_eq!(outcome.version, round + 1);
                     won.push(event_id);
                 }
-                Err(AppendError::Conflict {
-                    expected, actual, ..
-                }) => {
+                Err(AppendError::Conflict { expected, actual, .. }) => {
                     assert_eq!((expected, actual), (round, round + 1));
                 }
                 Err(other) => panic!("round {round}: unexpected error {other}"),
             }
         }
-        assert_eq!(
-            won.len(),
-            1,
-            "round {round}: exactly one winner, got {}",
-            won.len()
-        );
+        assert_eq!(won.len(), 1, "round {round}: exactly one winner, got {}", won.len());
         winners.push(won[0]);
     }
 
     let store = &stores[0];
     let stored = store.read_stream("account-race", 1, 1000).await.unwrap();
-    assert_eq!(
-        stored.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-        (1..=ROUNDS).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        stored.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-        winners
-    );
+    assert_eq!(stored.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=ROUNDS).collect::<Vec<_>>());
+    assert_eq!(stored.iter().map(|e| e.event_id).collect::<Vec<_>>(), winners);
     let report = store.verify_stream("account-race", None).await.unwrap();
     assert!(report.is_intact(), "{:?}", report.problems);
     assert_eq!(report.streams[0].version, ROUNDS);
@@ -89,10 +70,7 @@ async fn writers_that_lose_reload_and_retry_build_one_unforked_chain() {
             for i in 0..PER_WRITER {
                 let event = sample_event(u64::try_from(w).unwrap() * 1000 + i);
                 loop {
-                    match store
-                        .append("account-busy", expected, std::slice::from_ref(&event))
-                        .await
-                    {
+                    match store.append("account-busy", expected, std::slice::from_ref(&event)).await {
                         Ok(outcome) => {
                             expected = outcome.version;
                             break;

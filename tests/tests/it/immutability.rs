@@ -12,27 +12,18 @@ const MUTATIONS: [&str; 4] = [
 
 async fn refused(client: &tokio_postgres::Client, role: Option<&str>) {
     if let Some(role) = role {
-        client
-            .batch_execute(&format!("SET ROLE {role}"))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("SET ROLE {role}")).await.unwrap();
     }
     for statement in MUTATIONS {
-        let error = client
-            .batch_execute(statement)
-            .await
-            .expect_err(&format!("{statement} as {role:?} must be refused"));
+        let error =
+            client.batch_execute(statement).await.expect_err(&format!("{statement} as {role:?} must be refused"));
         let db_error = error.as_db_error().expect("a database error");
         let message = db_error.message();
         match role {
             // The owner gets past privileges; the trigger stops it.
             None => {
                 assert!(message.contains("append-only"), "{statement}: {message}");
-                assert_eq!(
-                    db_error.code().code(),
-                    "23001",
-                    "{statement}: restrict_violation"
-                );
+                assert_eq!(db_error.code().code(), "23001", "{statement}: restrict_violation");
             }
             // tape_app has no UPDATE, DELETE or TRUNCATE privilege at all.
             Some(_) => assert!(
@@ -48,14 +39,8 @@ async fn refused(client: &tokio_postgres::Client, role: Option<&str>) {
 async fn mutations_are_refused_on_an_empty_table() {
     let db = TestDb::new().await;
     let admin = db.admin().await;
-    let owner: String = admin
-        .query_one(
-            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'events'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let owner: String =
+        admin.query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'events'", &[]).await.unwrap().get(0);
     assert_eq!(owner, "postgres", "the test connects as the owner");
     refused(&admin, None).await;
     refused(&admin, Some("tape_app")).await;
@@ -66,44 +51,23 @@ async fn mutations_are_refused_on_an_empty_table() {
 async fn mutations_are_refused_with_events_present_and_nothing_changes() {
     let db = TestDb::new().await;
     let store = db.store();
-    store
-        .append("account-a", 0, &sample_events(3))
-        .await
-        .unwrap();
+    store.append("account-a", 0, &sample_events(3)).await.unwrap();
     let admin = db.admin().await;
     refused(&admin, None).await;
     refused(&admin, Some("tape_app")).await;
     // Also through the application's own pool.
     let app = db.app_pool().get().await.unwrap();
     for statement in MUTATIONS {
-        assert!(
-            app.batch_execute(statement).await.is_err(),
-            "{statement} through the app pool"
-        );
+        assert!(app.batch_execute(statement).await.is_err(), "{statement} through the app pool");
     }
     // Stream heads cannot be removed either.
     for statement in ["DELETE FROM streams", "TRUNCATE streams"] {
         let error = admin.batch_execute(statement).await.unwrap_err();
-        assert!(
-            error
-                .as_db_error()
-                .unwrap()
-                .message()
-                .contains("append-only"),
-            "{statement}"
-        );
+        assert!(error.as_db_error().unwrap().message().contains("append-only"), "{statement}");
     }
-    let count: i64 = admin
-        .query_one("SELECT count(*) FROM events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count: i64 = admin.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
     assert_eq!(count, 3);
-    assert!(store
-        .verify_all(&Default::default())
-        .await
-        .unwrap()
-        .is_intact());
+    assert!(store.verify_all(&Default::default()).await.unwrap().is_intact());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,10 +78,7 @@ async fn tape_app_may_append_and_read_but_tape_reader_only_read() {
         let admin = &admin;
         async move {
             admin
-                .query_one(
-                    "SELECT has_table_privilege($1, 'events', $2)",
-                    &[&role, &privilege],
-                )
+                .query_one("SELECT has_table_privilege($1, 'events', $2)", &[&role, &privilege])
                 .await
                 .unwrap()
                 .get::<_, bool>(0)

@@ -3,17 +3,13 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) in a database of its own, created,
 //! migrated and dropped by `tape_tests::TestDb`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::missing_panics_doc,
-    clippy::disallowed_methods
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc, clippy::disallowed_methods)]
 
 mod append;
 mod concurrency;
 mod immutability;
 mod migrate;
 mod notify;
+mod purity;
 mod read;
 mod verify;

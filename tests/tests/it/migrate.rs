@@ -6,24 +6,14 @@ use tape_tests::TestDb;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_creates_the_database_then_applies_nothing_the_second_time() {
     let db = TestDb::new().await;
-    assert!(
-        db.migration.created_database,
-        "the first run creates the database"
-    );
+    assert!(db.migration.created_database, "the first run creates the database");
     let known = migrate::known_migrations();
-    assert_eq!(
-        db.migration.applied, known,
-        "the first run applies every migration"
-    );
+    assert_eq!(db.migration.applied, known, "the first run applies every migration");
     assert!(known.len() >= 3);
 
     let again = migrate::migrate(&db.url).await.unwrap();
     assert!(!again.created_database);
-    assert!(
-        again.applied.is_empty(),
-        "second run applied {:?}",
-        again.applied
-    );
+    assert!(again.applied.is_empty(), "second run applied {:?}", again.applied);
     assert_eq!(again.current_version, known.last().map(|m| m.version));
 
     // The upstream tables of SPEC 8 exist with their columns.
@@ -47,10 +37,7 @@ async fn migrate_creates_the_database_then_applies_nothing_the_second_time() {
         "securities.next_earnings_date",
         "daily_bars.volume",
     ] {
-        assert!(
-            columns.iter().any(|c| c == expected),
-            "missing column {expected}: {columns:?}"
-        );
+        assert!(columns.iter().any(|c| c == expected), "missing column {expected}: {columns:?}");
     }
 }
 

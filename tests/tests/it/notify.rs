@@ -10,13 +10,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 /// A LISTENing connection whose notifications arrive on the returned channel.
-async fn listen(
-    url: &str,
-    channel: &str,
-) -> (
-    tokio_postgres::Client,
-    mpsc::UnboundedReceiver<(String, String)>,
-) {
+async fn listen(url: &str, channel: &str) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<(String, String)>) {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -27,10 +21,7 @@ async fn listen(
             }
         }
     });
-    client
-        .batch_execute(&format!("LISTEN {channel}"))
-        .await
-        .unwrap();
+    client.batch_execute(&format!("LISTEN {channel}")).await.unwrap();
     (client, receiver)
 }
 
@@ -45,20 +36,10 @@ async fn next(receiver: &mut mpsc::UnboundedReceiver<(String, String)>) -> (Stri
 async fn appends_are_announced_with_their_stream_in_either_mode() {
     let db = TestDb::new().await;
     let (_listener, mut notifications) = listen(&db.url, "tape_events").await;
-    for (mode, stream) in [
-        (NotifyMode::AfterCommit, "account-after"),
-        (NotifyMode::InTransaction, "account-in"),
-    ] {
-        let store = db.store_with(StoreOptions {
-            notify: mode,
-            ..StoreOptions::default()
-        });
+    for (mode, stream) in [(NotifyMode::AfterCommit, "account-after"), (NotifyMode::InTransaction, "account-in")] {
+        let store = db.store_with(StoreOptions { notify: mode, ..StoreOptions::default() });
         store.append(stream, 0, &sample_events(2)).await.unwrap();
-        assert_eq!(
-            next(&mut notifications).await,
-            ("tape_events".to_owned(), stream.to_owned()),
-            "{mode:?}"
-        );
+        assert_eq!(next(&mut notifications).await, ("tape_events".to_owned(), stream.to_owned()), "{mode:?}");
     }
 }
 
@@ -77,8 +58,5 @@ async fn a_new_recommendation_is_announced() {
     let (channel, payload) = next(&mut notifications).await;
     assert_eq!(channel, "tape_recommendations");
     let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
-    assert_eq!(
-        payload,
-        serde_json::json!({"id": "r-1", "account_id": null})
-    );
+    assert_eq!(payload, serde_json::json!({"id": "r-1", "account_id": null}));
 }

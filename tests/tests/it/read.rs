@@ -20,37 +20,22 @@ async fn a_global_reader_never_skips_a_transaction_that_commits_late() {
     let (position_a, _) = insert_in_transaction(&tx_a, "account-a", 1, &GENESIS, &event_a).await;
 
     // Writer B appends through the store and commits first, at a higher position.
-    let outcome_b = store
-        .append("account-b", 0, &[sample_event(2)])
-        .await
-        .unwrap();
+    let outcome_b = store.append("account-b", 0, &[sample_event(2)]).await.unwrap();
     let position_b = outcome_b.last_position();
-    assert!(
-        position_b > position_a,
-        "B's position {position_b} is after A's {position_a}"
-    );
+    assert!(position_b > position_a, "B's position {position_b} is after A's {position_a}");
 
     // A reader now must not return B: were it to, its cursor would pass A's position
     // and A would be skipped once it commits. (Repeat to be sure it is not timing.)
     let mut cursor = GlobalCursor::START;
     for _ in 0..5 {
         let seen = store.read_all(cursor, 100).await.unwrap();
-        assert!(
-            seen.iter().all(|e| e.event.position != position_b),
-            "B was returned while A was open"
-        );
+        assert!(seen.iter().all(|e| e.event.position != position_b), "B was returned while A was open");
         if let Some(last) = seen.last() {
             cursor = last.cursor;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let streamed: Vec<_> = store
-        .stream_all(GlobalCursor::START)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let streamed: Vec<_> = store.stream_all(GlobalCursor::START).await.unwrap().try_collect().await.unwrap();
     assert!(streamed.iter().all(|e| e.event.position != position_b));
 
     tx_a.commit().await.unwrap();
@@ -68,10 +53,7 @@ async fn pages_and_the_stream_read_the_same_events_in_the_same_order() {
     let store = db.store();
     for (i, stream) in ["account-a", "account-b", "account-c"].iter().enumerate() {
         store.append(stream, 0, &sample_events(3)).await.unwrap();
-        store
-            .append(stream, 3, &[sample_event(100 + u64::try_from(i).unwrap())])
-            .await
-            .unwrap();
+        store.append(stream, 3, &[sample_event(100 + u64::try_from(i).unwrap())]).await.unwrap();
     }
     let all = read_all_until(&store, GlobalCursor::START, 12, Duration::from_secs(10)).await;
     assert_eq!(all.len(), 12);
@@ -84,13 +66,7 @@ async fn pages_and_the_stream_read_the_same_events_in_the_same_order() {
         cursor = last.cursor;
         paged.extend(page);
     }
-    let streamed: Vec<_> = store
-        .stream_all(GlobalCursor::START)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let streamed: Vec<_> = store.stream_all(GlobalCursor::START).await.unwrap().try_collect().await.unwrap();
     assert_eq!(paged, all);
     assert_eq!(streamed, all);
     assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor));
@@ -99,20 +75,8 @@ async fn pages_and_the_stream_read_the_same_events_in_the_same_order() {
     let rest = store.read_all(all[6].cursor, 100).await.unwrap();
     assert_eq!(rest, all[7..]);
 
-    let b: Vec<_> = store
-        .stream_stream("account-b", 2)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(
-        b.iter().map(|e| e.event.stream_version).collect::<Vec<_>>(),
-        [2, 3, 4]
-    );
+    let b: Vec<_> = store.stream_stream("account-b", 2).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(b.iter().map(|e| e.event.stream_version).collect::<Vec<_>>(), [2, 3, 4]);
     let b_page = store.read_stream("account-b", 2, 2).await.unwrap();
-    assert_eq!(
-        b_page.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(b_page.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [2, 3]);
 }

@@ -9,14 +9,8 @@ use tape_tests::{sample_events, TestDb};
 async fn a_payload_changed_with_triggers_off_is_named_by_its_position() {
     let db = TestDb::new().await;
     let store = db.store();
-    let a = store
-        .append("account-a", 0, &sample_events(5))
-        .await
-        .unwrap();
-    let b = store
-        .append("account-b", 0, &sample_events(3))
-        .await
-        .unwrap();
+    let a = store.append("account-a", 0, &sample_events(5)).await.unwrap();
+    let b = store.append("account-b", 0, &sample_events(3)).await.unwrap();
     let clean = store.verify_all(&BTreeMap::new()).await.unwrap();
     assert!(clean.is_intact(), "{:?}", clean.problems);
     assert_eq!(clean.events_checked, 8);
@@ -41,15 +35,9 @@ async fn a_payload_changed_with_triggers_off_is_named_by_its_position() {
     let report = store.verify_all(&BTreeMap::new()).await.unwrap();
     let first = report.first_problem().expect("tampering is detected");
     assert_eq!(first.position, Some(a.events[2].position));
-    assert_eq!(
-        (first.stream_id.as_str(), first.stream_version),
-        ("account-a", 3)
-    );
+    assert_eq!((first.stream_id.as_str(), first.stream_version), ("account-a", 3));
     assert_eq!(first.kind, ProblemKind::HashMismatch);
-    assert!(first.to_string().starts_with(&format!(
-        "position {} (stream account-a version 3)",
-        a.events[2].position
-    )));
+    assert!(first.to_string().starts_with(&format!("position {} (stream account-a version 3)", a.events[2].position)));
     assert_eq!(report.problems.len(), 2);
     assert_eq!(report.problems[1].position, Some(b.events[1].position));
     // The heads of broken streams are the last good event's.
@@ -57,32 +45,19 @@ async fn a_payload_changed_with_triggers_off_is_named_by_its_position() {
     assert!(!report.streams[0].intact);
 
     let one = store.verify_stream("account-b", None).await.unwrap();
-    assert_eq!(
-        one.first_problem().unwrap().position,
-        Some(b.events[1].position)
-    );
+    assert_eq!(one.first_problem().unwrap().position, Some(b.events[1].position));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_newest_events_is_caught_by_the_head_kept_outside() {
     let db = TestDb::new().await;
     let store = db.store();
-    store
-        .append("account-a", 0, &sample_events(4))
-        .await
-        .unwrap();
+    store.append("account-a", 0, &sample_events(4)).await.unwrap();
     let kept = store.verify_stream("account-a", None).await.unwrap();
     let kept_head = parse_hash_hex(&kept.streams[0].head_hash).unwrap();
     // The stream grows after the head was kept: still fine.
-    store
-        .append("account-a", 4, &sample_events(2))
-        .await
-        .unwrap();
-    assert!(store
-        .verify_stream("account-a", Some(&kept_head))
-        .await
-        .unwrap()
-        .is_intact());
+    store.append("account-a", 4, &sample_events(2)).await.unwrap();
+    assert!(store.verify_stream("account-a", Some(&kept_head)).await.unwrap().is_intact());
 
     // A superuser deletes the two newest events *and* rewinds the streams row, so the
     // database is self-consistent again; only the kept head tells.
@@ -98,22 +73,12 @@ async fn deleting_the_newest_events_is_caught_by_the_head_kept_outside() {
         )
         .await
         .unwrap();
-    assert!(
-        store
-            .verify_stream("account-a", None)
-            .await
-            .unwrap()
-            .is_intact(),
-        "undetectable without a kept head"
-    );
+    assert!(store.verify_stream("account-a", None).await.unwrap().is_intact(), "undetectable without a kept head");
     let mut expected = BTreeMap::new();
     expected.insert("account-a".to_owned(), kept_head);
     let report = store.verify_all(&expected).await.unwrap();
     let problem = report.first_problem().expect("the kept head is missing");
-    assert!(
-        matches!(problem.kind, ProblemKind::ExpectedHeadMissing { .. }),
-        "{problem}"
-    );
+    assert!(matches!(problem.kind, ProblemKind::ExpectedHeadMissing { .. }), "{problem}");
     assert_eq!(problem.position, None);
 }
 
@@ -121,10 +86,7 @@ async fn deleting_the_newest_events_is_caught_by_the_head_kept_outside() {
 async fn a_deleted_middle_event_or_an_inconsistent_head_row_is_reported() {
     let db = TestDb::new().await;
     let store = db.store();
-    let a = store
-        .append("account-a", 0, &sample_events(4))
-        .await
-        .unwrap();
+    let a = store.append("account-a", 0, &sample_events(4)).await.unwrap();
     let admin = db.admin().await;
     admin
         .batch_execute(
@@ -136,22 +98,13 @@ async fn a_deleted_middle_event_or_an_inconsistent_head_row_is_reported() {
         .unwrap();
     let report = store.verify_all(&BTreeMap::new()).await.unwrap();
     let problem = report.first_problem().unwrap();
-    assert_eq!(
-        problem.kind,
-        ProblemKind::VersionGap {
-            expected: 2,
-            found: 3
-        }
-    );
+    assert_eq!(problem.kind, ProblemKind::VersionGap { expected: 2, found: 3 });
     assert_eq!(problem.position, Some(a.events[2].position));
 
     // Newest event deleted, streams row left alone: the row disagrees with the chain.
     let db2 = TestDb::new().await;
     let store2 = db2.store();
-    store2
-        .append("account-a", 0, &sample_events(3))
-        .await
-        .unwrap();
+    store2.append("account-a", 0, &sample_events(3)).await.unwrap();
     db2.admin()
         .await
         .batch_execute(
@@ -162,13 +115,7 @@ async fn a_deleted_middle_event_or_an_inconsistent_head_row_is_reported() {
         .unwrap();
     let report = store2.verify_all(&BTreeMap::new()).await.unwrap();
     assert!(
-        matches!(
-            report.first_problem().unwrap().kind,
-            ProblemKind::HeadRowMismatch {
-                row_version: Some(3),
-                ..
-            }
-        ),
+        matches!(report.first_problem().unwrap().kind, ProblemKind::HeadRowMismatch { row_version: Some(3), .. }),
         "{:?}",
         report.problems
     );
