@@ -6,6 +6,9 @@
 //! - [`migrate`]: the embedded SQL migrations of `migrations/` (`tape migrate`).
 //! - [`store`]: the PostgreSQL event store: appends, global and stream reads, chain
 //!   verification.
+//! - [`ledger`]: one account's write path: fold the stream, step inputs through the core,
+//!   append each batch of whole steps in one transaction (reload and decide again on a
+//!   conflict).
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
 //!
@@ -16,6 +19,7 @@ pub mod bench;
 pub mod check;
 pub mod config;
 pub mod db;
+pub mod ledger;
 pub mod migrate;
 pub mod store;
 

@@ -8,6 +8,7 @@
 mod append;
 mod concurrency;
 mod immutability;
+mod ledger;
 mod migrate;
 mod notify;
 mod purity;
