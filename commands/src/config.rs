@@ -230,3 +230,15 @@ mod tests {
         assert_eq!(e.to_string(), "invalid config tiers.aggressive.stop_loss_pct = 1.5: must be within (0, 1)");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_file_is_the_defaults() {
+        let text = include_str!("../../tape.toml.example");
+        let config = load(&Layers { file: Some(("tape.toml.example", text)), ..Layers::default() }).unwrap();
+        assert_eq!(config, Config::default());
+    }
+}

@@ -336,3 +336,17 @@ listen = "127.0.0.1:8080"
         assert!(error.starts_with("cannot read config file /nonexistent/tape.toml"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_file_gives_the_default_service_settings() {
+        let text = include_str!("../../tape.toml.example");
+        let config = ServiceConfig::from_toml_str(text, Path::new("tape.toml.example")).unwrap();
+        assert_eq!(config.database, DatabaseConfig::default());
+        assert_eq!(config.redis.url, RedisConfig::default().url);
+        assert_eq!(config.redis.prefix, RedisConfig::default().prefix);
+    }
+}
