@@ -14,3 +14,6 @@ pub mod from_bars;
 pub mod scenario;
 pub mod simulate;
 pub mod summary;
+
+#[cfg(test)]
+mod golden_tests;
