@@ -200,6 +200,8 @@ pub struct State {
     pub configured_since_open: bool,
     pub cash: Money,
     pub positions: BTreeMap<String, Position>,
+    /// `Σ position.value`, kept current by `apply` (equity is `cash + positions_value`).
+    pub positions_value: Money,
     pub closing: Option<ClosingPosition>,
     /// Open orders in the order they were placed.
     pub open_orders: Vec<OpenOrder>,
@@ -251,6 +253,7 @@ impl State {
             configured_since_open: false,
             cash: Money::zero(),
             positions: BTreeMap::new(),
+            positions_value: Money::zero(),
             closing: None,
             open_orders: Vec::new(),
             quotes: BTreeMap::new(),
@@ -364,7 +367,9 @@ impl State {
                     }
                 }
                 if let Some(position) = self.positions.get_mut(&e.ticker) {
-                    position.value = Money::of(position.qty, e.price);
+                    let value = Money::of(position.qty, e.price);
+                    self.positions_value += value - position.value;
+                    position.value = value;
                 }
             }
             Event::RecommendationReceived(e) => {
@@ -516,6 +521,7 @@ impl State {
                 position.sold_notional += e.qty.decimal() * e.price.value();
                 if position.qty.is_zero() {
                     let position = self.positions.remove(&e.ticker).unwrap_or_else(|| unreachable!());
+                    self.positions_value -= position.value;
                     self.closing = Some(ClosingPosition { ticker: e.ticker.clone(), position, closed_at: at });
                 } else {
                     self.revalue(&e.ticker);
@@ -528,7 +534,9 @@ impl State {
     fn revalue(&mut self, ticker: &str) {
         let last = self.quotes.get(ticker).map(|q| q.price.value());
         if let Some(position) = self.positions.get_mut(ticker) {
-            position.value = Money::new(position.qty.decimal() * last.unwrap_or(position.avg_cost));
+            let value = Money::new(position.qty.decimal() * last.unwrap_or(position.avg_cost));
+            self.positions_value += value - position.value;
+            position.value = value;
         }
     }
 

@@ -28,7 +28,8 @@ pub const fn market_value(_state: &State, _ticker: &str, position: &Position) ->
 /// `cash + Σ market value`.
 #[must_use]
 pub fn equity(state: &State) -> Money {
-    state.positions.values().fold(state.cash, |sum, p| sum + p.value)
+    debug_assert_eq!(state.positions_value, state.positions.values().map(|p| p.value).sum::<Money>());
+    state.cash + state.positions_value
 }
 
 /// `equity − reserve`.
