@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+/// mimalloc: the core allocates many small objects (the JSON details that make every
+/// decision explainable); measured in docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// tape — an event-sourced trading ledger.
 #[derive(Debug, Parser)]
 #[command(name = "tape", version, about, propagate_version = true)]

@@ -17,6 +17,10 @@ use tape_commands::{Engine, State};
 use tape_events::*;
 use uuid::Uuid;
 
+/// The allocator the `tape` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECTORS: [&str; 4] = ["Information Technology", "Health Care", "Financials", "Energy"];
 
 fn stamp(engine: &mut Engine, at: Timestamp, event: impl Into<Event>) {

@@ -119,10 +119,14 @@ pub fn size(request: &Request<'_>) -> Sizing {
         let mv = market_value(state, held, position);
         weighted += mv.value() * rho;
         weights += mv.value();
-        per_ticker.insert(held.clone(), json!({ "rho": rho.to_string(), "market_value": mv, "returns": xs.len() }));
+        per_ticker.insert(held.clone(), Value::String(rho.to_string()));
     }
     let rho_bar = (!weights.is_zero()).then(|| tape_events::round4(weighted / weights));
-    let mut detail = object(json!({ "rho_bar": rho_bar.map(|r| r.to_string()), "tickers": per_ticker }));
+    let mut detail = object(json!({
+        "rho_bar": rho_bar.map(|r| r.to_string()),
+        "rho": per_ticker,
+        "weight": Money::new(weights),
+    }));
     match rho_bar {
         Some(rho) if rho > config.correlation_reject => {
             return run.reject(SizingStep::Correlation, RejectReason::Correlation, detail);
