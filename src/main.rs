@@ -33,6 +33,8 @@ enum Command {
     /// Event store tools (`tape store check`).
     #[command(subcommand)]
     Store(cli::store::StoreCommand),
+    /// Explain any decision, list what happened, verify the ledger (SPEC 10).
+    Audit(cli::audit::Args),
     /// Benchmarks (`tape bench store`).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -56,5 +58,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => cli::migrate::run(&args),
         Command::Store(command) => cli::store::run(&command),
         Command::Bench(command) => cli::bench::run(&command),
+        Command::Audit(args) => cli::audit::run(args),
     }
 }

@@ -9,12 +9,14 @@
 //! - [`ledger`]: one account's write path: fold the stream, step inputs through the core,
 //!   append each batch of whole steps in one transaction (reload and decide again on a
 //!   conflict).
+//! - [`audit`]: `tape audit`: explain a recommendation, list what happened, verify.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
 //!
 //! Architecture invariant: all I/O lives here (and in the binary); the core crates
 //! (`events`, `commands`) never depend on this crate.
 
+pub mod audit;
 pub mod bench;
 pub mod check;
 pub mod config;

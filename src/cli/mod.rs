@@ -1,5 +1,6 @@
 //! One module per subcommand: argument structs and the glue to the library crates.
 
+pub mod audit;
 pub mod bench;
 pub mod migrate;
 pub mod scenario;

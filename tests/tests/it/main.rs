@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc, clippy::disallowed_methods)]
 
 mod append;
+mod audit;
 mod concurrency;
 mod immutability;
 mod ledger;
