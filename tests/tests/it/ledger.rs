@@ -136,3 +136,34 @@ async fn refused_and_unchanged_inputs_are_reported_not_recorded() {
     assert!(again.appended.is_none());
     assert_eq!(ledger.version(), version + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_v1_row_is_upcast_on_read_and_folds() {
+    let db = TestDb::new().await;
+    let mut ledger = AccountLedger::load(db.store(), "l", "test").await.unwrap();
+    ledger.submit(&opening()).await.unwrap();
+    // A row written by the seed system's schema: SecurityUpdated v1 with `earnings_date`.
+    let v1 = tape_events::NewEvent {
+        event_id: Uuid::from_u128(500),
+        event_type: "SecurityUpdated",
+        schema_version: 1,
+        payload: serde_json::json!({"ticker": "AAA", "sector": "Energy", "earnings_date": "2024-03-05"}),
+        metadata: Metadata::default(),
+        at: at("14:30"),
+    };
+    db.store().append("account-l", ledger.version(), &[v1]).await.unwrap();
+    let stored = db.store().read_stream("account-l", 4, 10).await.unwrap();
+    assert_eq!(stored[0].schema_version, 1, "the row stays as written");
+    let reloaded = AccountLedger::load(db.store(), "l", "test").await.unwrap();
+    let security = &reloaded.state().securities["AAA"];
+    assert_eq!(security.sector.as_deref(), Some("Energy"));
+    assert_eq!(security.next_earnings_date.map(|d| d.to_string()).as_deref(), Some("2024-03-05"));
+    // And the core decides with it: earnings tomorrow rejects a buy.
+    let mut ledger = reloaded;
+    let decided = ledger.submit(&[recommendation(30, "r-e")]).await.unwrap();
+    let reason = decided.events.iter().find_map(|(_, s, _)| match &s.event {
+        Event::TradingDecisionRecorded(d) => d.skip_reason.map(|r| r.to_string()),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("earnings"));
+}
