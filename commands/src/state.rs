@@ -102,52 +102,77 @@ impl Close {
     }
 }
 
-/// A ticker's last daily closes, sorted by date, at most one per date: a short sorted
-/// vector (the window is 60) rather than a tree, so the correlation step walks slices.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A ticker's last daily closes, sorted by date, at most one per date: short parallel
+/// vectors (the window is 60) rather than a tree, with the consecutive simple returns
+/// computed once per bar. When two tickers hold the same dates, their aligned returns
+/// are exactly these cached returns (the correlation step's common case).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CloseSeries {
-    closes: Vec<(NaiveDate, Close)>,
+    dates: Vec<NaiveDate>,
+    closes: Vec<Close>,
+    /// `returns[i] = closes[i + 1] / closes[i] − 1`, in f64 (SPEC 2.3).
+    returns: Vec<f64>,
 }
+
+impl Eq for CloseSeries {}
 
 impl CloseSeries {
     /// The close of a date, if held.
     #[must_use]
     pub fn get(&self, date: NaiveDate) -> Option<&Close> {
-        self.closes.binary_search_by_key(&date, |(d, _)| *d).ok().map(|i| &self.closes[i].1)
+        self.dates.binary_search(&date).ok().map(|i| &self.closes[i])
     }
 
     #[must_use]
     pub fn len(&self) -> usize {
-        self.closes.len()
+        self.dates.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.closes.is_empty()
+        self.dates.is_empty()
     }
 
     /// The oldest date held.
     #[must_use]
     pub fn first_date(&self) -> Option<NaiveDate> {
-        self.closes.first().map(|(d, _)| *d)
+        self.dates.first().copied()
     }
 
-    /// The closes in date order.
+    /// The dates, ascending.
     #[must_use]
-    pub fn as_slice(&self) -> &[(NaiveDate, Close)] {
+    pub fn dates(&self) -> &[NaiveDate] {
+        &self.dates
+    }
+
+    /// The closes, in date order.
+    #[must_use]
+    pub fn closes(&self) -> &[Close] {
         &self.closes
+    }
+
+    /// The consecutive simple returns, in date order.
+    #[must_use]
+    pub fn returns(&self) -> &[f64] {
+        &self.returns
     }
 
     /// Inserts or replaces a date's close, then keeps only the newest `window`.
     pub fn insert(&mut self, date: NaiveDate, close: Close, window: usize) {
-        match self.closes.binary_search_by_key(&date, |(d, _)| *d) {
-            Ok(i) => self.closes[i].1 = close,
-            Err(i) => self.closes.insert(i, (date, close)),
+        match self.dates.binary_search(&date) {
+            Ok(i) => self.closes[i] = close,
+            Err(i) => {
+                self.dates.insert(i, date);
+                self.closes.insert(i, close);
+            }
         }
-        if self.closes.len() > window {
-            let excess = self.closes.len() - window;
+        if self.dates.len() > window {
+            let excess = self.dates.len() - window;
+            self.dates.drain(..excess);
             self.closes.drain(..excess);
         }
+        self.returns.clear();
+        self.returns.extend(self.closes.windows(2).map(|w| w[1].value / w[0].value - 1.0));
     }
 }
 

@@ -32,16 +32,23 @@ pub fn ratio(value: f64) -> Decimal {
 pub fn aligned_returns_into(a: &CloseSeries, b: &CloseSeries, xs: &mut Vec<f64>, ys: &mut Vec<f64>) {
     xs.clear();
     ys.clear();
-    let (a, b) = (a.as_slice(), b.as_slice());
+    if a.dates() == b.dates() {
+        // Same dates: the aligned returns are each series' own consecutive returns,
+        // computed once per bar with the same formula.
+        xs.extend_from_slice(a.returns());
+        ys.extend_from_slice(b.returns());
+        return;
+    }
+    let (dates_a, dates_b, closes_a, closes_b) = (a.dates(), b.dates(), a.closes(), b.closes());
     let mut previous: Option<(f64, f64)> = None;
     let (mut i, mut j) = (0, 0);
     // A merge join over the two date-sorted series: one pass, no lookups.
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
+    while i < dates_a.len() && j < dates_b.len() {
+        match dates_a[i].cmp(&dates_b[j]) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {
-                let (x, y) = (a[i].1.value, b[j].1.value);
+                let (x, y) = (closes_a[i].value, closes_b[j].value);
                 if let Some((px, py)) = previous {
                     xs.push(x / px - 1.0);
                     ys.push(y / py - 1.0);
@@ -125,9 +132,33 @@ pub fn max_drawdown(equities: &[Money]) -> Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn money(s: &str) -> Money {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn cached_returns_equal_the_merge_join_and_gaps_fall_back_to_it() {
+        use crate::state::Close;
+        let day = |d: u32| NaiveDate::from_ymd_opt(2024, 2, d).unwrap();
+        let close = |p: &str| Close::new(p.parse().unwrap());
+        let (mut a, mut b, mut c) = (CloseSeries::default(), CloseSeries::default(), CloseSeries::default());
+        for (d, pa, pb) in [(1, "10.00", "20.00"), (2, "10.50", "19.00"), (5, "10.20", "19.50"), (6, "11.00", "21.00")]
+        {
+            a.insert(day(d), close(pa), 60);
+            b.insert(day(d), close(pb), 60);
+            if d != 2 {
+                c.insert(day(d), close(pb), 60);
+            }
+        }
+        let (xs, ys) = aligned_returns(&a, &b);
+        assert_eq!(xs, vec![10.5 / 10.0 - 1.0, 10.2 / 10.5 - 1.0, 11.0 / 10.2 - 1.0]);
+        assert_eq!(ys, vec![19.0 / 20.0 - 1.0, 19.5 / 19.0 - 1.0, 21.0 / 19.5 - 1.0]);
+        // c lacks 02-02: returns are taken over 02-01, 02-05, 02-06 for both.
+        let (xs, ys) = aligned_returns(&a, &c);
+        assert_eq!(xs, vec![10.2 / 10.0 - 1.0, 11.0 / 10.2 - 1.0]);
+        assert_eq!(ys, vec![19.5 / 20.0 - 1.0, 21.0 / 19.5 - 1.0]);
     }
 
     #[test]
