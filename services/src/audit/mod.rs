@@ -85,7 +85,7 @@ pub async fn streams_of_recommendation(store: &EventStore, recommendation_id: &s
     let rows = client
         .query(
             "SELECT stream_id FROM events WHERE event_type = 'RecommendationReceived' \
-             AND payload->>'recommendation_id' = $1 GROUP BY stream_id ORDER BY stream_id",
+             AND (payload->>'recommendation_id') = $1 GROUP BY stream_id ORDER BY stream_id",
             &[&recommendation_id],
         )
         .await?;
@@ -104,6 +104,97 @@ pub async fn explain_from_log(store: &EventStore, recommendation_id: &str) -> Re
         let mut rows = store.stream_stream(&stream, 1).await?;
         while let Some(row) = rows.next().await {
             explainer.feed(&audit_event(row?.event)?);
+        }
+        explanations.extend(explainer.finish());
+    }
+    Ok(explanations)
+}
+
+/// Versions before a decision that its evaluation can span: the input, six checks,
+/// eight sizing steps (SPEC 4), with room to spare.
+const EVALUATION_SPAN: i64 = 20;
+
+/// Explains a recommendation through the indexes: the `trading_decisions` projection
+/// finds its decisions, a short version window around each holds its capture, checks,
+/// steps and order, and the partial indexes of `V20__audit_indexes.sql` find the orders'
+/// lifecycle and the ticker's fills, exits and closed trade. The explanation is the one
+/// [`explain_from_log`] gives (a test compares them): the events fed are a subset of the
+/// stream that contains every event the explainer reacts to, in stream order.
+///
+/// # Errors
+/// [`AuditError`] on a database failure or an undecodable event.
+pub async fn explain_fast(store: &EventStore, recommendation_id: &str) -> Result<Vec<Explanation>, AuditError> {
+    let client = store.pool().get().await?;
+    let decisions = client
+        .query(
+            "SELECT e.stream_id, e.stream_version FROM trading_decisions d JOIN events e ON e.position = d.position \
+             WHERE d.recommendation_id = $1 ORDER BY e.stream_id, e.stream_version",
+            &[&recommendation_id],
+        )
+        .await?;
+    let mut by_stream: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+    for row in &decisions {
+        by_stream.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    drop(client);
+    let mut explanations = Vec::new();
+    for (stream, versions) in by_stream {
+        let mut events: std::collections::BTreeMap<i64, AuditEvent> = std::collections::BTreeMap::new();
+        let mut wanted: Vec<i64> = Vec::new();
+        for v in versions {
+            wanted.extend((v - EVALUATION_SPAN).max(1)..=v + 1);
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let by_version = "WHERE stream_id = $1 AND stream_version = ANY($2) ORDER BY stream_version";
+        for_each_event(store, by_version, &[&stream, &wanted], |e| {
+            events.insert(e.stream_version, e);
+            true
+        })
+        .await?;
+        // The orders placed for the recommendation, then everything about them and their ticker.
+        let mut orders: Vec<String> = Vec::new();
+        let mut tickers: Vec<String> = Vec::new();
+        for e in events.values() {
+            if let Event::OrderPlaced(o) = &e.stamped.event {
+                if o.recommendation_id.as_deref() == Some(recommendation_id) {
+                    orders.push(o.order_id.to_string());
+                    tickers.push(o.ticker.clone());
+                }
+            }
+        }
+        tickers.sort_unstable();
+        tickers.dedup();
+        if !tickers.is_empty() {
+            let sql = "WHERE stream_id = $1 AND (payload->>'ticker') = ANY($2) \
+                       AND event_type IN ('OrderPlaced', 'OrderFilled', 'StopLossTriggered', 'TradeClosed') \
+                       ORDER BY stream_id, (payload->>'ticker'), position";
+            for_each_event(store, sql, &[&stream, &tickers], |e| {
+                if let Event::OrderPlaced(o) = &e.stamped.event {
+                    orders.push(o.order_id.to_string());
+                }
+                events.insert(e.stream_version, e);
+                true
+            })
+            .await?;
+        }
+        orders.sort_unstable();
+        orders.dedup();
+        if !orders.is_empty() {
+            let sql = "WHERE (payload->>'order_id') = ANY($1) \
+                       AND event_type IN ('OrderPlaced', 'OrderSubmitted', 'OrderFilled', 'OrderRejected', 'OrderCanceled') \
+                       ORDER BY (payload->>'order_id'), position";
+            for_each_event(store, sql, &[&orders], |e| {
+                if e.stream_id == stream {
+                    events.insert(e.stream_version, e);
+                }
+                true
+            })
+            .await?;
+        }
+        let mut explainer = Explainer::new(recommendation_id, &stream);
+        for event in events.values() {
+            explainer.feed(event);
         }
         explanations.extend(explainer.finish());
     }
