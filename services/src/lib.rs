@@ -9,6 +9,10 @@
 //! - [`ledger`]: one account's write path: fold the stream, step inputs through the core,
 //!   append each batch of whole steps in one transaction (reload and decide again on a
 //!   conflict).
+//! - [`daemon`]: the live daemon (`tape daemon`, SPEC 8); [`broker`]: brokers behind one
+//!   trait (the paper broker); [`quotes`]: quote sources (`market_quotes`, the simulated
+//!   market); [`clock`]: the injected clock; [`upstream`]: the upstream tables and
+//!   `tape ingest`.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
 //!
@@ -16,12 +20,17 @@
 //! (`events`, `commands`) never depend on this crate.
 
 pub mod bench;
+pub mod broker;
 pub mod check;
+pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod ledger;
 pub mod migrate;
+pub mod quotes;
 pub mod store;
+pub mod upstream;
 
 pub use config::ServiceConfig;
 
