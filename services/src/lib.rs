@@ -20,12 +20,15 @@
 //! (`events`, `commands`) never depend on this crate.
 
 pub mod bench;
+pub mod accounts;
 pub mod broker;
 pub mod check;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod demo;
+pub mod explain;
 pub mod ledger;
 pub mod migrate;
 pub mod quotes;
