@@ -21,8 +21,8 @@ pub struct Args {
     pub day: String,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Simulated seconds per second (the day is 24,720 s: 300 ≈ 82 s).
-    #[arg(long, default_value_t = 300.0)]
+    /// Simulated seconds per second (the day is 24,720 s: 400 ≈ 62 s).
+    #[arg(long, default_value_t = 400.0)]
     pub speed: f64,
     /// Where the daemon serves /healthz and /metrics during the run.
     #[arg(long, default_value = "127.0.0.1:0")]

@@ -7,6 +7,7 @@
 
 mod append;
 mod concurrency;
+mod daemon;
 mod immutability;
 mod ledger;
 mod migrate;
