@@ -136,7 +136,11 @@ pub fn describe_state(state: &tape_commands::State, version: i64, now: Timestamp
     let equity = tape_commands::valuation::equity(state);
     let _ = writeln!(out, "account   {} ({}), opened {}", account.account_id, account.mode, account.opened_at);
     let _ = writeln!(out, "version   {version}   config {}", &state.config_hash.get(..12).unwrap_or(""));
-    let _ = writeln!(out, "equity    {equity}   cash {}   reserve {}   hwm {}", state.cash, state.reserve, state.high_water_mark);
+    let _ = writeln!(
+        out,
+        "equity    {equity}   cash {}   reserve {}   hwm {}",
+        state.cash, state.reserve, state.high_water_mark
+    );
     let _ = writeln!(out, "tier      {}", state.tier);
     let _ = writeln!(out, "positions {}", state.positions.len());
     for (ticker, p) in &state.positions {

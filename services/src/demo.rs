@@ -74,7 +74,7 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
         to: options.day,
         seed: options.seed,
         account_id: account.clone(),
-        initial_cash: Money::new(Decimal::new(100_000_00, 2)),
+        initial_cash: Money::new(Decimal::new(10_000_000, 2)),
         interval_minutes: 5,
     };
     let holidays = tape_events::config::nyse_holidays();
@@ -129,7 +129,10 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
             loaded_bars += 1;
         }
     }
-    say(&format!("{} tickers: {loaded_securities} securities and {loaded_bars} warm-up daily bars in the upstream tables", tickers.len()));
+    say(&format!(
+        "{} tickers: {loaded_securities} securities and {loaded_bars} warm-up daily bars in the upstream tables",
+        tickers.len()
+    ));
 
     // A few seeded extra rows so that the day shows more kinds of decision, and one
     // malformed row (it is captured and rejected, not dropped).
@@ -144,7 +147,7 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
     }
     let at = et(options.day, 11, 15);
     feed.push((at, rec(&format!("{account}-garbage"), Some("not a ticker"), "buy", "0.90", at)));
-    feed.sort_by(|a, b| a.0.cmp(&b.0));
+    feed.sort_by_key(|a| a.0);
     say(&format!(
         "feed: {} recommendation rows through the day; market: {} quotes (every 5 min, seeded path through each real bar)",
         feed.len(),
@@ -156,10 +159,18 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
     let end = et(options.day, 16, 12);
     let clock = Arc::new(AcceleratedClock::new(start, options.speed));
     let shared_clock: SharedClock = clock.clone();
-    let cash = Money::new(Decimal::new(100_000_00, 2));
-    crate::accounts::open(store.clone(), &account, cash, AccountMode::Paper, &options.decision, clock.now(), "tape demo")
-        .await
-        .map_err(|e| e.to_string())?;
+    let cash = Money::new(Decimal::new(10_000_000, 2));
+    crate::accounts::open(
+        store.clone(),
+        &account,
+        cash,
+        AccountMode::Paper,
+        &options.decision,
+        clock.now(),
+        "tape demo",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     say(&format!(
         "opened account {account} with {cash} (paper); running the daemon from 09:20 to 16:12 ET at {}x",
         options.speed
@@ -170,7 +181,11 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
         database: options.database.clone(),
         redis: options.redis.clone(),
         decision: options.decision.clone(),
-        daemon: DaemonTable { listen: options.listen.clone(), quote_source: "simulated".into(), ..DaemonTable::default() },
+        daemon: DaemonTable {
+            listen: options.listen.clone(),
+            quote_source: "simulated".into(),
+            ..DaemonTable::default()
+        },
         clock: shared_clock.clone(),
         broker: Arc::new(crate::broker::PaperBroker::new()),
         quotes: QuoteFeed::Simulated(SimulatedMarket::from_quotes(quotes)),
@@ -226,7 +241,9 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
     let events = crate::explain::read_account(&store, &account).await.map_err(|e| e.to_string())?;
     summarize(&events, inserted, say);
     let acted = events.iter().find_map(|(_, s)| match &s.event {
-        Event::TradingDecisionRecorded(d) if d.decision == tape_events::Outcome::Act => Some(d.recommendation_id.clone()),
+        Event::TradingDecisionRecorded(d) if d.decision == tape_events::Outcome::Act => {
+            Some(d.recommendation_id.clone())
+        }
         _ => None,
     });
     let skipped = events.iter().find_map(|(_, s)| match &s.event {

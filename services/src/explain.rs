@@ -87,13 +87,21 @@ pub fn explain(events: &[(Uuid, Stamped)], recommendation_id: &str) -> Option<St
             }
             Event::OrderPlaced(o) if o.recommendation_id.as_deref() == Some(recommendation_id) => {
                 orders.push(o.order_id);
-                let _ = writeln!(out, "{at}  order      {} {} {} ({}) id {}", o.side, o.qty, o.ticker, o.reason, o.order_id);
+                let _ = writeln!(
+                    out,
+                    "{at}  order      {} {} {} ({}) id {}",
+                    o.side, o.qty, o.ticker, o.reason, o.order_id
+                );
             }
             Event::OrderSubmitted(s) if orders.contains(&s.order_id) => {
                 let _ = writeln!(out, "{at}  submitted  broker order {}", s.broker_order_id);
             }
             Event::OrderFilled(f) if orders.contains(&f.order_id) => {
-                let _ = writeln!(out, "{at}  fill       {} {} {} at {} (fill {})", f.side, f.qty, f.ticker, f.price, f.fill_id);
+                let _ = writeln!(
+                    out,
+                    "{at}  fill       {} {} {} at {} (fill {})",
+                    f.side, f.qty, f.ticker, f.price, f.fill_id
+                );
             }
             _ => {}
         }
@@ -126,7 +134,10 @@ pub fn redecide(events: &[(Uuid, Stamped)]) -> Redecided {
     while i < events.len() {
         let (id, stamped) = &events[i];
         if !stamped.event.is_input() {
-            diverge(&mut report, format!("version {}: decision {} without its input", i + 1, stamped.event.event_type()));
+            diverge(
+                &mut report,
+                format!("version {}: decision {} without its input", i + 1, stamped.event.event_type()),
+            );
             engine.apply(stamped);
             i += 1;
             continue;
@@ -142,7 +153,11 @@ pub fn redecide(events: &[(Uuid, Stamped)]) -> Redecided {
                         Some((rid, r)) if *rid == expected_id && r == decided => {}
                         _ => diverge(
                             &mut report,
-                            format!("version {}: recomputed {} differs from the record", i + k + 1, decided.event.event_type()),
+                            format!(
+                                "version {}: recomputed {} differs from the record",
+                                i + k + 1,
+                                decided.event.event_type()
+                            ),
                         ),
                     }
                 }
@@ -150,12 +165,18 @@ pub fn redecide(events: &[(Uuid, Stamped)]) -> Redecided {
                 i += 1 + decisions;
             }
             Ok(StepOutcome::Unchanged) => {
-                diverge(&mut report, format!("version {}: recorded {} changes nothing now", i + 1, stamped.event.event_type()));
+                diverge(
+                    &mut report,
+                    format!("version {}: recorded {} changes nothing now", i + 1, stamped.event.event_type()),
+                );
                 engine.apply(stamped);
                 i += 1;
             }
             Err(error) => {
-                diverge(&mut report, format!("version {}: recorded {} is refused now: {error}", i + 1, stamped.event.event_type()));
+                diverge(
+                    &mut report,
+                    format!("version {}: recorded {} is refused now: {error}", i + 1, stamped.event.event_type()),
+                );
                 engine.apply(stamped);
                 i += 1;
             }

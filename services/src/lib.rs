@@ -19,8 +19,8 @@
 //! Architecture invariant: all I/O lives here (and in the binary); the core crates
 //! (`events`, `commands`) never depend on this crate.
 
-pub mod bench;
 pub mod accounts;
+pub mod bench;
 pub mod broker;
 pub mod check;
 pub mod clock;

@@ -84,7 +84,10 @@ pub async fn reference_data(
     closes: i64,
 ) -> Result<(Vec<tape_events::SecurityUpdated>, Vec<tape_events::DailyBarObserved>), tokio_postgres::Error> {
     let securities = client
-        .query("SELECT ticker, sector, next_earnings_date FROM securities WHERE ticker IS NOT NULL ORDER BY ticker", &[])
+        .query(
+            "SELECT ticker, sector, next_earnings_date FROM securities WHERE ticker IS NOT NULL ORDER BY ticker",
+            &[],
+        )
         .await?
         .iter()
         .map(|r| tape_events::SecurityUpdated { ticker: r.get(0), sector: r.get(1), next_earnings_date: r.get(2) })
@@ -228,7 +231,13 @@ impl Cell {
 
 /// Reads a CSV (with a header) or JSON Lines file (by extension `.jsonl`/`.json`, or by
 /// a first non-blank character `{`) as `(line, field → text)` records.
-fn read_records(text: &str, file: &str) -> Result<Vec<(u64, BTreeMap<String, Option<String>>)>, IngestError> {
+/// A file's records: `(line, field → text)`.
+type Records = Vec<(u64, BTreeMap<String, Option<String>>)>;
+
+/// Valid rows as `(line, cells)`, and the bad rows.
+pub type Parsed = (Vec<(u64, Vec<Cell>)>, Vec<RowError>);
+
+fn read_records(text: &str, file: &str) -> Result<Records, IngestError> {
     let json = file.ends_with(".jsonl") || file.ends_with(".json") || text.trim_start().starts_with('{');
     let mut out = Vec::new();
     if json {
@@ -317,11 +326,7 @@ fn cell(table: Table, field: &str, text: Option<&String>) -> Result<Cell, String
 ///
 /// # Errors
 /// [`IngestError`] when the file is not CSV or JSON Lines at all.
-pub fn parse_file(
-    table: Table,
-    reader: impl BufRead,
-    file: &str,
-) -> Result<(Vec<(u64, Vec<Cell>)>, Vec<RowError>), IngestError> {
+pub fn parse_file(table: Table, reader: impl BufRead, file: &str) -> Result<Parsed, IngestError> {
     let mut text = String::new();
     let mut reader = reader;
     reader.read_to_string(&mut text).map_err(|cause| IngestError::Read { file: file.to_owned(), cause })?;
@@ -365,7 +370,12 @@ pub fn parse_file(
 ///
 /// # Errors
 /// [`IngestError`] when the file cannot be read or the database refuses.
-pub async fn ingest(client: &Client, table: Table, reader: impl BufRead, file: &str) -> Result<IngestReport, IngestError> {
+pub async fn ingest(
+    client: &Client,
+    table: Table,
+    reader: impl BufRead,
+    file: &str,
+) -> Result<IngestReport, IngestError> {
     let (rows, errors) = parse_file(table, reader, file)?;
     let mut report = IngestReport { rows: (rows.len() + errors.len()) as u64, errors, ..IngestReport::default() };
     let columns = table.columns();
@@ -449,7 +459,8 @@ mod tests {
 
     #[test]
     fn recommendation_text_fields_are_kept_for_the_core_to_judge() {
-        let jsonl = "{\"id\":\"r-1\",\"ticker\":\"not a ticker\",\"action\":\"buy\",\"confidence\":0.8,\"mode\":\"x\"}\n\
+        let jsonl =
+            "{\"id\":\"r-1\",\"ticker\":\"not a ticker\",\"action\":\"buy\",\"confidence\":0.8,\"mode\":\"x\"}\n\
                      {\"id\":\"r-2\",\"confidence\":\"high\"}\n{\"ticker\":\"AAPL\"}\n";
         let (rows, errors) = parse_file(Table::Recommendations, jsonl.as_bytes(), "r.jsonl").unwrap();
         assert_eq!(rows.len(), 1);

@@ -108,7 +108,8 @@ pub fn run(command: &AccountCommand) -> anyhow::Result<ExitCode> {
         AccountCommand::Show(args) => {
             let loaded = super::daemon::load(args.common.config.as_deref(), &[])?;
             let store = store(&loaded.service)?;
-            let ledger = runtime.block_on(tape_services::accounts::load_open(store, &args.account, "tape account show"))?;
+            let ledger =
+                runtime.block_on(tape_services::accounts::load_open(store, &args.account, "tape account show"))?;
             print!("{}", tape_services::accounts::describe_state(ledger.state(), ledger.version(), now()));
         }
     }

@@ -37,10 +37,7 @@ pub struct ResetArgs {
 pub fn run(command: &BreakerCommand) -> anyhow::Result<ExitCode> {
     let BreakerCommand::Reset(args) = command;
     let kind: BreakerKind = serde_json::from_value(serde_json::Value::String(args.kind.clone())).map_err(|_| {
-        anyhow::anyhow!(
-            "invalid --kind {:?}: must be single_position, volatility, daily_loss or emergency",
-            args.kind
-        )
+        anyhow::anyhow!("invalid --kind {:?}: must be single_position, volatility, daily_loss or emergency", args.kind)
     })?;
     if args.actor.trim().is_empty() || args.reason.trim().is_empty() {
         anyhow::bail!("--actor and --reason must not be empty");
@@ -52,8 +49,15 @@ pub fn run(command: &BreakerCommand) -> anyhow::Result<ExitCode> {
         let mut ledger = tape_services::accounts::load_open(store, &args.account, &args.actor).await?;
         let at = super::account::now();
         anyhow::Ok(
-            tape_services::accounts::reset_breaker(&mut ledger, kind, args.ticker.clone(), &args.actor, &args.reason, at)
-                .await?,
+            tape_services::accounts::reset_breaker(
+                &mut ledger,
+                kind,
+                args.ticker.clone(),
+                &args.actor,
+                &args.reason,
+                at,
+            )
+            .await?,
         )
     })?;
     let cleared: Vec<String> = submitted

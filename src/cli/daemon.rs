@@ -73,8 +73,8 @@ pub fn load(path: Option<&Path>, sets: &[String]) -> anyhow::Result<Loaded> {
 
 /// Starts tracing (text or JSON lines on stderr; `RUST_LOG` filters, default `info`).
 pub fn init_logging(format: LogFormat, default: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -33,8 +33,7 @@ pub struct ReleaseArgs {
 /// A bad argument or configuration, or a refused operation.
 pub fn run(command: &ReserveCommand) -> anyhow::Result<ExitCode> {
     let ReserveCommand::Release(args) = command;
-    let amount: Money =
-        args.amount.parse().map_err(|e| anyhow::anyhow!("invalid --amount {:?}: {e}", args.amount))?;
+    let amount: Money = args.amount.parse().map_err(|e| anyhow::anyhow!("invalid --amount {:?}: {e}", args.amount))?;
     if args.actor.trim().is_empty() || args.reason.trim().is_empty() {
         anyhow::bail!("--actor and --reason must not be empty");
     }

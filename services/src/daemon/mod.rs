@@ -292,7 +292,8 @@ async fn run_account(
     shared: &Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let mut ledger = AccountLedger::load(store.clone(), account, &settings.actor).await.map_err(|e| crate::describe(&e))?;
+    let mut ledger =
+        AccountLedger::load(store.clone(), account, &settings.actor).await.map_err(|e| crate::describe(&e))?;
     let Some(opened) = ledger.state().account.clone() else {
         return Err(format!("account {account} is not open (run `tape account open --account {account}`)"));
     };

@@ -266,7 +266,10 @@ impl Processor {
 }
 
 fn is_broker_input(event: &Event) -> bool {
-    matches!(event, Event::OrderFilled(_) | Event::OrderSubmitted(_) | Event::OrderCanceled(_) | Event::OrderRejected(_))
+    matches!(
+        event,
+        Event::OrderFilled(_) | Event::OrderSubmitted(_) | Event::OrderCanceled(_) | Event::OrderRejected(_)
+    )
 }
 
 fn broker_order_id_of(event: &Event) -> Option<Uuid> {

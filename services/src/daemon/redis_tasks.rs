@@ -335,7 +335,8 @@ async fn submit(broker: &dyn Broker, job: &OrderJob, route: &mpsc::Sender<Msg>, 
         match broker.submit(job).await {
             Ok(order) => {
                 let at = shared.clock.now();
-                let ack = tape_events::OrderSubmitted { order_id: job.order_id, broker_order_id: order.broker_order_id };
+                let ack =
+                    tape_events::OrderSubmitted { order_id: job.order_id, broker_order_id: order.broker_order_id };
                 let _ = route.send(input_now(at, ack)).await;
                 return;
             }
@@ -358,7 +359,13 @@ async fn submit(broker: &dyn Broker, job: &OrderJob, route: &mpsc::Sender<Msg>, 
 /// On start: every open order of the log without a broker order id is looked up at the
 /// broker by `client_order_id` and, if unknown there, submitted (a job popped but never
 /// submitted before a crash is not lost).
-pub async fn reconcile(account: String, broker: Arc<dyn Broker>, state: State, route: mpsc::Sender<Msg>, shared: Arc<Shared>) {
+pub async fn reconcile(
+    account: String,
+    broker: Arc<dyn Broker>,
+    state: State,
+    route: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+) {
     for order in state.open_orders.iter().filter(|o| o.broker_order_id.is_none()) {
         let known = broker.lookup(order.order_id).await.ok().flatten();
         if let Some(known) = known {

@@ -63,7 +63,10 @@ pub struct SettingError {
     pub reason: String,
 }
 
-fn from_table<T: for<'de> Deserialize<'de> + Default>(table: Option<&toml::Table>, name: &str) -> Result<T, SettingError> {
+fn from_table<T: for<'de> Deserialize<'de> + Default>(
+    table: Option<&toml::Table>,
+    name: &str,
+) -> Result<T, SettingError> {
     let Some(table) = table else { return Ok(T::default()) };
     toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| SettingError {
         key: format!("[{name}]"),
@@ -102,7 +105,11 @@ impl DaemonTable {
             return bad("quote_poll_millis", self.quote_poll_millis.to_string(), "must be within [10, 60000]");
         }
         if !(1..=86_400).contains(&self.reference_interval_secs) {
-            return bad("reference_interval_secs", self.reference_interval_secs.to_string(), "must be within [1, 86400]");
+            return bad(
+                "reference_interval_secs",
+                self.reference_interval_secs.to_string(),
+                "must be within [1, 86400]",
+            );
         }
         if !(16..=1_000_000).contains(&self.queue_capacity) {
             return bad("queue_capacity", self.queue_capacity.to_string(), "must be within [16, 1000000]");

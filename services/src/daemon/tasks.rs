@@ -230,7 +230,12 @@ pub fn next_scheduled(now: Timestamp, kinds: &[TickKind], config: &Config) -> Op
 
 /// A scheduler (performance loop, risk tier scheduler, rebalance scheduler): wakes the
 /// processor at each of its ticks; the processor runs every tick due (SPEC 7 order).
-pub async fn scheduler(kinds: &'static [TickKind], sender: mpsc::Sender<Msg>, shared: Arc<Shared>, config: Arc<Config>) {
+pub async fn scheduler(
+    kinds: &'static [TickKind],
+    sender: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+) {
     let clock = shared.clock.clone();
     loop {
         let Some(at) = next_scheduled(clock.now(), kinds, &config) else { return };

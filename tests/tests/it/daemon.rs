@@ -63,11 +63,19 @@ impl Harness {
         let client = redis::Client::open(redis_url()).unwrap();
         let redis = client.get_multiplexed_async_connection().await.expect("redis at TAPE_REDIS_URL");
         let h = Self { db, prefix, clock, store, redis };
-        let cash = Money::new(rust_decimal::Decimal::new(100_000_00, 2));
+        let cash = Money::new(rust_decimal::Decimal::new(10_000_000, 2));
         let opened = t0().minus(chrono::Duration::minutes(6));
-        tape_services::accounts::open(h.store.clone(), ACCOUNT, cash, AccountMode::Paper, &Config::default(), opened, "t")
-            .await
-            .unwrap();
+        tape_services::accounts::open(
+            h.store.clone(),
+            ACCOUNT,
+            cash,
+            AccountMode::Paper,
+            &Config::default(),
+            opened,
+            "t",
+        )
+        .await
+        .unwrap();
         h.sql("INSERT INTO securities VALUES ('AAA', 'Tech', NULL), ('BBB', 'Energy', NULL)").await;
         h.quote("AAA", "100.00").await;
         h
@@ -182,8 +190,12 @@ async fn a_recommendation_row_becomes_checks_an_order_job_a_fill_and_a_position(
     h.recommend("r-1", "AAA", "0.80").await;
     h.wait_until("the order", |e| has(e, is_placed_for("r-1"))).await;
     // The job went through Redis to the paper broker, which acknowledged it.
-    h.wait_until("the acknowledgement", |e| has(e, |e| matches!(e, Event::OrderSubmitted(s) if s.broker_order_id.starts_with("paper-")))).await;
-    let checks = h.count(|e| matches!(e, Event::PreTradeCheckEvaluated(c) if c.recommendation_id == "r-1" && c.passed)).await;
+    h.wait_until("the acknowledgement", |e| {
+        has(e, |e| matches!(e, Event::OrderSubmitted(s) if s.broker_order_id.starts_with("paper-")))
+    })
+    .await;
+    let checks =
+        h.count(|e| matches!(e, Event::PreTradeCheckEvaluated(c) if c.recommendation_id == "r-1" && c.passed)).await;
     assert_eq!(checks, 6, "checks a–f passed");
     // The next quote fills the order (paper fill model: the fill comes before the quote).
     h.clock.advance(chrono::Duration::minutes(1));
@@ -203,8 +215,11 @@ async fn a_recommendation_row_becomes_checks_an_order_job_a_fill_and_a_position(
     let dedupe: Vec<String> =
         redis::cmd("SMEMBERS").arg(format!("{}:dedupe:trading:d1", h.prefix)).query_async(&mut h.redis).await.unwrap();
     assert_eq!(dedupe, vec!["r-1".to_owned()]);
-    let breaker: Option<String> =
-        redis::cmd("GET").arg(format!("{}:trading:circuit_breaker:d1", h.prefix)).query_async(&mut h.redis).await.unwrap();
+    let breaker: Option<String> = redis::cmd("GET")
+        .arg(format!("{}:trading:circuit_breaker:d1", h.prefix))
+        .query_async(&mut h.redis)
+        .await
+        .unwrap();
     assert!(breaker.unwrap().contains("\"tripped\":false"));
     h.cleanup_redis().await;
 }
@@ -214,14 +229,14 @@ async fn a_garbage_row_is_recorded_as_a_rejection_and_the_daemon_lives_on() {
     let mut h = Harness::new().await;
     let daemon = h.start("daemon");
     h.wait_until("the first quote", |e| has(e, |e| matches!(e, Event::QuoteObserved(_)))).await;
-    h.sql("INSERT INTO recommendations VALUES ('g-1', 'not a ticker', 'buy', 0.9, 'paper_eligible', now(), 'x', NULL), \
+    h.sql(
+        "INSERT INTO recommendations VALUES ('g-1', 'not a ticker', 'buy', 0.9, 'paper_eligible', now(), 'x', NULL), \
            ('g-2', 'AAA', 'buy', 7, 'paper_eligible', now(), 'x', NULL), \
            ('g-3', 'AAA', 'buy', 0.9, 'PAPER', now(), 'x', NULL), \
-           ('g-4', 'AAA', 'buy', 0.9, 'paper_eligible', NULL, 'x', NULL)")
-        .await;
-    let reason = |id: &'static str, why: &'static str| {
-        move |e: &Event| matches!(e, Event::TradingDecisionRecorded(d) if d.recommendation_id == id && d.skip_reason.is_some_and(|r| r.to_string() == why))
-    };
+           ('g-4', 'AAA', 'buy', 0.9, 'paper_eligible', NULL, 'x', NULL)",
+    )
+    .await;
+    let reason = |id: &'static str, why: &'static str| move |e: &Event| matches!(e, Event::TradingDecisionRecorded(d) if d.recommendation_id == id && d.skip_reason.is_some_and(|r| r.to_string() == why));
     h.wait_until("four rejections", |e| {
         has(e, reason("g-1", "invalid:ticker"))
             && has(e, reason("g-2", "invalid:confidence"))
@@ -248,7 +263,10 @@ async fn killed_and_restarted_mid_day_nothing_is_lost_or_doubled() {
     h.quote("BBB", "50.00").await;
     h.clock.advance(chrono::Duration::seconds(30));
     let second = h.start("daemon");
-    h.wait_until("r-2 decided", |e| has(e, |e| matches!(e, Event::TradingDecisionRecorded(d) if d.recommendation_id == "r-2"))).await;
+    h.wait_until("r-2 decided", |e| {
+        has(e, |e| matches!(e, Event::TradingDecisionRecorded(d) if d.recommendation_id == "r-2"))
+    })
+    .await;
     h.wait_until("r-1's order acknowledged", |e| has(e, |e| matches!(e, Event::OrderSubmitted(_)))).await;
     second.stop().await;
     assert_eq!(h.count(received("r-1")).await, 1, "r-1 captured once");
@@ -280,7 +298,10 @@ async fn a_redis_flush_rebuilds_the_caches_and_orders_are_not_doubled() {
     // A redelivery of the same row (an upsert notifies again) is not captured twice.
     h.sql("UPDATE recommendations SET source = 'again' WHERE id = 'r-1'").await;
     h.recommend("r-2", "BBB", "0.80").await;
-    h.wait_until("r-2 decided", |e| has(e, |e| matches!(e, Event::TradingDecisionRecorded(d) if d.recommendation_id == "r-2"))).await;
+    h.wait_until("r-2 decided", |e| {
+        has(e, |e| matches!(e, Event::TradingDecisionRecorded(d) if d.recommendation_id == "r-2"))
+    })
+    .await;
     daemon.stop().await;
     assert_eq!(h.count(received("r-1")).await, 1);
     assert_eq!(h.count(|e| matches!(e, Event::OrderPlaced(_))).await, 1, "one order: r-2 has no quote (no_price)");
