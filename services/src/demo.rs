@@ -190,6 +190,7 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
         broker: Arc::new(crate::broker::PaperBroker::new()),
         quotes: QuoteFeed::Simulated(SimulatedMarket::from_quotes(quotes)),
         actor: "tape demo".into(),
+        broker_adapter: true,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();

@@ -26,6 +26,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod daemon_bench;
 pub mod db;
 pub mod demo;
 pub mod explain;

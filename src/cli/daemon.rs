@@ -139,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         broker: Arc::new(tape_services::broker::PaperBroker::new()),
         quotes,
         actor: "tape daemon".to_owned(),
+        broker_adapter: true,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(daemon::run(settings, signal())).map_err(anyhow::Error::msg)?;

@@ -68,6 +68,8 @@ pub struct Settings {
     pub quotes: QuoteFeed,
     /// Recorded as the events' actor.
     pub actor: String,
+    /// Run the broker adapter (`tape bench daemon` turns it off to see the jobs itself).
+    pub broker_adapter: bool,
 }
 
 /// What the daemon reports about one account (`/healthz`).
@@ -202,12 +204,14 @@ pub async fn run_with(
             }
         });
     }
-    tasks.spawn(redis_tasks::broker_adapter(
-        settings.broker.clone(),
-        keys.clone(),
-        RedisLink::new(&settings.redis),
-        shared.clone(),
-    ));
+    if settings.broker_adapter {
+        tasks.spawn(redis_tasks::broker_adapter(
+            settings.broker.clone(),
+            keys.clone(),
+            RedisLink::new(&settings.redis),
+            shared.clone(),
+        ));
+    }
     let settings = Arc::new(settings);
     let mut accounts = JoinSet::new();
     for account in &settings.accounts {

@@ -124,6 +124,7 @@ impl Harness {
             broker: Arc::new(PaperBroker::new()),
             quotes: QuoteFeed::Table { interval: Duration::from_millis(50) },
             actor: actor.to_owned(),
+            broker_adapter: true,
         }
     }
 
