@@ -38,6 +38,21 @@ enum Command {
     /// Benchmarks (`tape bench store`).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// The live daemon (SPEC 8).
+    Daemon(cli::daemon::Args),
+    /// Load a CSV or JSON Lines file into an upstream table.
+    Ingest(cli::ingest::Args),
+    /// Accounts: open, list, show.
+    #[command(subcommand)]
+    Account(cli::account::AccountCommand),
+    /// Circuit breakers (`tape breaker reset`).
+    #[command(subcommand)]
+    Breaker(cli::breaker::BreakerCommand),
+    /// The reserve pool (`tape reserve release`).
+    #[command(subcommand)]
+    Reserve(cli::reserve::ReserveCommand),
+    /// The real daemon through one trading day on real bars, explained and verified.
+    Demo(cli::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,5 +74,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(command) => cli::store::run(&command),
         Command::Bench(command) => cli::bench::run(&command),
         Command::Audit(args) => cli::audit::run(args),
+        Command::Daemon(args) => cli::daemon::run(args),
+        Command::Ingest(args) => cli::ingest::run(&args),
+        Command::Account(command) => cli::account::run(&command),
+        Command::Breaker(command) => cli::breaker::run(&command),
+        Command::Reserve(command) => cli::reserve::run(&command),
+        Command::Demo(args) => cli::demo::run(&args),
     }
 }

@@ -14,7 +14,7 @@
 
 use futures_util::StreamExt;
 use tape_commands::{Engine, Input, InputError, State, StepOutcome};
-use tape_events::{ids, Metadata, NewEvent, Stamped};
+use tape_events::{ids, Metadata, NewEvent, Stamped, Timestamp};
 use uuid::Uuid;
 
 use crate::store::{AppendError, AppendOutcome, EventStore, StoreError};
@@ -65,6 +65,22 @@ pub struct Submitted {
     pub refused: Vec<Refused>,
     /// Inputs that would change nothing and were not recorded.
     pub unchanged: Vec<Uuid>,
+}
+
+/// Inputs that must be stepped before the next one (see [`AccountLedger::submit_with`]).
+pub trait Prelude {
+    /// The next input to step before `next` (or, with `next: None`, due by `at`); `None`
+    /// when there is nothing (more) to put first.
+    fn before(&mut self, state: &State, at: Timestamp, next: Option<&Input>) -> Option<Input>;
+}
+
+/// No prelude.
+#[derive(Debug, Clone, Copy)]
+struct NoPrelude;
+impl Prelude for NoPrelude {
+    fn before(&mut self, _: &State, _: Timestamp, _: Option<&Input>) -> Option<Input> {
+        None
+    }
 }
 
 /// One account's stream and the state folded from it.
@@ -159,24 +175,93 @@ impl AccountLedger {
         Err(LedgerError::Contended { stream: self.stream_id.clone(), attempts: MAX_CONFLICT_RETRIES })
     }
 
+    /// Like [`AccountLedger::submit`], but before each input (and once more at `until`,
+    /// if given) asks `prelude` for inputs that must come first, given the state at that
+    /// point: the daemon's due scheduler ticks and the paper broker's fills before a quote
+    /// (SPEC 6, 7), exactly as `simulate` interleaves them. Each attempt (a conflict
+    /// decides again) starts from a fresh clone of `prelude`; the clone of the attempt
+    /// that committed is returned, so its progress (a tick cursor) is kept only then.
+    ///
+    /// # Errors
+    /// As [`AccountLedger::submit`].
+    pub async fn submit_with<P: Prelude + Clone>(
+        &mut self,
+        inputs: &[Input],
+        until: Option<Timestamp>,
+        prelude: &P,
+    ) -> Result<(Submitted, P), LedgerError> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            if self.dirty {
+                self.reload().await?;
+            }
+            self.dirty = true;
+            let mut attempt = prelude.clone();
+            let mut submitted = self.decide_with(inputs, until, Some(&mut attempt));
+            if submitted.events.is_empty() {
+                self.dirty = false;
+                return Ok((submitted, attempt));
+            }
+            let batch: Vec<NewEvent> = submitted
+                .events
+                .iter()
+                .map(|(id, stamped, input_id)| NewEvent::new(*id, stamped, self.metadata(*id, *input_id)))
+                .collect();
+            match self.append_retrying(&batch).await {
+                Ok(outcome) => {
+                    self.version = outcome.version;
+                    self.dirty = false;
+                    submitted.appended = Some(outcome);
+                    return Ok((submitted, attempt));
+                }
+                Err(error) if error.is_conflict() => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(LedgerError::Contended { stream: self.stream_id.clone(), attempts: MAX_CONFLICT_RETRIES })
+    }
+
     fn decide(&mut self, inputs: &[Input]) -> Submitted {
+        self.decide_with::<NoPrelude>(inputs, None, None)
+    }
+
+    fn decide_with<P: Prelude>(
+        &mut self,
+        inputs: &[Input],
+        until: Option<Timestamp>,
+        mut prelude: Option<&mut P>,
+    ) -> Submitted {
         let mut submitted = Submitted::default();
         let mut out = Vec::new();
         for input in inputs {
-            out.clear();
-            match self.engine.step(input.clone(), &mut out) {
-                Ok(StepOutcome::Recorded { .. }) => {
-                    // The input first, then its decisions, each id derived from the input's.
-                    for (index, stamped) in out.drain(..).enumerate() {
-                        let id = if index == 0 { input.id } else { ids::decision_event_id(input.id, index - 1) };
-                        submitted.events.push((id, stamped, input.id));
-                    }
+            if let Some(prelude) = prelude.as_deref_mut() {
+                while let Some(first) = prelude.before(self.engine.state(), input.stamped.at, Some(input)) {
+                    self.step_one(first, &mut out, &mut submitted);
                 }
-                Ok(StepOutcome::Unchanged) => submitted.unchanged.push(input.id),
-                Err(error) => submitted.refused.push(Refused { input_id: input.id, error }),
+            }
+            self.step_one(input.clone(), &mut out, &mut submitted);
+        }
+        if let (Some(prelude), Some(until)) = (prelude, until) {
+            while let Some(first) = prelude.before(self.engine.state(), until, None) {
+                self.step_one(first, &mut out, &mut submitted);
             }
         }
         submitted
+    }
+
+    fn step_one(&mut self, input: Input, out: &mut Vec<Stamped>, submitted: &mut Submitted) {
+        out.clear();
+        let input_id = input.id;
+        match self.engine.step(input, out) {
+            Ok(StepOutcome::Recorded { .. }) => {
+                // The input first, then its decisions, each id derived from the input's.
+                for (index, stamped) in out.drain(..).enumerate() {
+                    let id = if index == 0 { input_id } else { ids::decision_event_id(input_id, index - 1) };
+                    submitted.events.push((id, stamped, input_id));
+                }
+            }
+            Ok(StepOutcome::Unchanged) => submitted.unchanged.push(input_id),
+            Err(error) => submitted.refused.push(Refused { input_id, error }),
+        }
     }
 
     /// Decisions name their input as cause and correlation; inputs carry neither.

@@ -10,20 +10,33 @@
 //!   append each batch of whole steps in one transaction (reload and decide again on a
 //!   conflict).
 //! - [`audit`]: `tape audit`: explain a recommendation, list what happened, verify.
+//! - [`daemon`]: the live daemon (`tape daemon`, SPEC 8); [`broker`]: brokers behind one
+//!   trait (the paper broker); [`quotes`]: quote sources (`market_quotes`, the simulated
+//!   market); [`clock`]: the injected clock; [`upstream`]: the upstream tables and
+//!   `tape ingest`.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
 //!
 //! Architecture invariant: all I/O lives here (and in the binary); the core crates
 //! (`events`, `commands`) never depend on this crate.
 
+pub mod accounts;
 pub mod audit;
 pub mod bench;
+pub mod broker;
 pub mod check;
+pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod daemon_bench;
 pub mod db;
+pub mod demo;
+pub mod explain;
 pub mod ledger;
 pub mod migrate;
+pub mod quotes;
 pub mod store;
+pub mod upstream;
 
 pub use config::ServiceConfig;
 

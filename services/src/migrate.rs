@@ -46,14 +46,17 @@ pub struct MigrationReport {
     pub current_version: Option<i64>,
 }
 
-/// Every embedded migration, as (version, name).
+/// Every embedded migration, as (version, name), by version (the embedding lists files
+/// by name, so `V10` would come before `V2`).
 #[must_use]
 pub fn known_migrations() -> Vec<Applied> {
-    embedded::migrations::runner()
+    let mut known: Vec<Applied> = embedded::migrations::runner()
         .get_migrations()
         .iter()
         .map(|m| Applied { version: i64::from(m.version()), name: m.name().to_owned() })
-        .collect()
+        .collect();
+    known.sort_by_key(|m| m.version);
+    known
 }
 
 /// Creates the database if absent and applies every missing migration.

@@ -10,6 +10,33 @@ pub enum BenchCommand {
     /// The event store against raw PostgreSQL: appends (1 and 16 events per transaction,
     /// 1 and 8 writers) and global read-out, in a scratch database dropped at the end.
     Store(StoreArgs),
+    /// The whole daemon: recommendation row → order job latency, sustained
+    /// recommendations per second with durable commits (beside raw PostgreSQL commits),
+    /// and peak RSS; in a scratch database dropped at the end.
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// Any database on the server (a superuser: the bench creates and drops its own).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TAPE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    #[arg(long, value_name = "URL", env = "TAPE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Single-row transactions for the raw PostgreSQL commit rate.
+    #[arg(long, default_value_t = 2_000)]
+    pub raw_commits: usize,
+    /// Rows sent one at a time for the latency (at most 500).
+    #[arg(long, default_value_t = 300)]
+    pub latency_samples: usize,
+    /// Rows sent as fast as possible for the throughput.
+    #[arg(long, default_value_t = 20_000)]
+    pub throughput_rows: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,7 +74,40 @@ pub struct StoreArgs {
 pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Store(args) => store(args),
+        BenchCommand::Daemon(args) => daemon(args),
     }
+}
+
+fn daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    let options = tape_services::daemon_bench::DaemonBenchOptions {
+        admin_url: args.database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        raw_commits: args.raw_commits.max(1),
+        latency_samples: args.latency_samples.clamp(1, 500),
+        throughput_rows: args.throughput_rows.max(1),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let r = runtime
+        .block_on(tape_services::daemon_bench::run(&options, |step| eprintln!("… {step}")))
+        .map_err(anyhow::Error::msg)?;
+    println!("{} CPUs", r.cpus);
+    println!();
+    println!("| measure | result | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| raw PostgreSQL, 1-row transactions, 1 connection | {:.0} commits/s | (reference) |",
+        r.raw_commits_per_sec
+    );
+    println!(
+        "| row insert → order job in Redis ({} samples) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | p99 < 50 ms |",
+        r.latency_samples, r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
+    );
+    println!(
+        "| sustained recommendations through the daemon ({} rows; {} acted, {} events) | {:.0}/s | ≥ 3,000/s |",
+        r.throughput_rows, r.throughput_acts, r.throughput_events, r.throughput_per_sec
+    );
+    println!("| peak RSS of the process (daemon + bench) | {:.0} MB | < 100 MB |", r.peak_rss_mb);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn store(args: &StoreArgs) -> anyhow::Result<ExitCode> {

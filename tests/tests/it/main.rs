@@ -8,6 +8,7 @@
 mod append;
 mod audit;
 mod concurrency;
+mod daemon;
 mod immutability;
 mod ledger;
 mod migrate;
