@@ -9,6 +9,8 @@
 //! - [`ledger`]: one account's write path: fold the stream, step inputs through the core,
 //!   append each batch of whole steps in one transaction (reload and decide again on a
 //!   conflict).
+//! - [`projections`]: the read tables: catch up and follow the log, rebuild into shadow
+//!   tables and swap, checkpoints and lag.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
 //!
@@ -21,6 +23,7 @@ pub mod config;
 pub mod db;
 pub mod ledger;
 pub mod migrate;
+pub mod projections;
 pub mod store;
 
 pub use config::ServiceConfig;
