@@ -11,6 +11,8 @@
 //!   conflict).
 //! - [`projections`]: the read tables: catch up and follow the log, rebuild into shadow
 //!   tables and swap, checkpoints and lag.
+//! - [`simulate`]: `tape simulate --store`, the simulator's driver into the event store
+//!   through the ledger.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
 //!
@@ -24,6 +26,7 @@ pub mod db;
 pub mod ledger;
 pub mod migrate;
 pub mod projections;
+pub mod simulate;
 pub mod store;
 
 pub use config::ServiceConfig;
