@@ -31,6 +31,11 @@ enum Command {
     /// Benchmarks (`tape bench store`).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// The read tables: run (catch up and follow), rebuild, status.
+    #[command(subcommand)]
+    Projections(cli::projections::ProjectionsCommand),
+    /// Verify recorded days against a replay, or replay them under another config (SPEC 9).
+    Replay(cli::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,5 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => cli::migrate::run(&args),
         Command::Store(command) => cli::store::run(&command),
         Command::Bench(command) => cli::bench::run(&command),
+        Command::Projections(command) => cli::projections::run(&command),
+        Command::Replay(args) => cli::replay::run(&args),
     }
 }

@@ -11,6 +11,8 @@
 //!   conflict).
 //! - [`projections`]: the read tables: catch up and follow the log, rebuild into shadow
 //!   tables and swap, checkpoints and lag.
+//! - [`replay`]: `tape replay`: verify a window of an account's stream against a replay
+//!   and its projections against a scratch rebuild; what-if under another config.
 //! - [`simulate`]: `tape simulate --store`, the simulator's driver into the event store
 //!   through the ledger.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
@@ -26,6 +28,7 @@ pub mod db;
 pub mod ledger;
 pub mod migrate;
 pub mod projections;
+pub mod replay;
 pub mod simulate;
 pub mod store;
 

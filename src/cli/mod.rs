@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod migrate;
+pub mod projections;
+pub mod replay;
 pub mod scenario;
 pub mod simulate;
 pub mod store;
