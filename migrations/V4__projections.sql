@@ -141,3 +141,6 @@ CREATE TABLE risk_tier_history (
     reason     text        NOT NULL
 );
 CREATE INDEX risk_tier_history_account_at_idx ON risk_tier_history (account_id, at);
+
+-- The service may read where the projections stand (not write: see above).
+GRANT SELECT ON projection_checkpoints TO tape_app;

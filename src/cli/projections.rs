@@ -159,7 +159,8 @@ async fn rebuild(args: &RebuildArgs) -> anyhow::Result<ExitCode> {
 async fn status(args: &Connection) -> anyhow::Result<ExitCode> {
     let config = settings(args)?;
     let store = EventStore::new(db::pool(&config.database)?);
-    let (head, rows) = projections::status(&store).await?;
+    let client = db::connect(&config.database.url).await?;
+    let (head, rows) = projections::status(&store, &client).await?;
     println!("head {head}");
     println!("{:<22} {:>24} {:>10}  last rebuilt", "projection", "checkpoint", "behind");
     for row in rows {

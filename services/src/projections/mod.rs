@@ -587,9 +587,8 @@ pub struct Status {
 ///
 /// # Errors
 /// A database failure.
-pub async fn status(store: &EventStore) -> Result<(GlobalCursor, Vec<Status>), ProjectionError> {
+pub async fn status(store: &EventStore, client: &Client) -> Result<(GlobalCursor, Vec<Status>), ProjectionError> {
     let top = head(store).await?;
-    let client = store.pool().get().await.map_err(StoreError::from)?;
     let rows = client
         .query(
             "SELECT c.name, c.tx_id, c.position, c.rebuilt_at, c.updated_at, \
