@@ -170,7 +170,10 @@ pub enum Change {
     /// Insert or replace the position's row.
     Position(PositionRow),
     /// The position went back to zero.
-    PositionClosed { account_id: String, ticker: String },
+    PositionClosed {
+        account_id: String,
+        ticker: String,
+    },
     Snapshot(SnapshotRow),
     Reserve(ReserveRow),
     BreakerTripped(BreakerTripRow),
@@ -267,10 +270,10 @@ impl Projector {
             }
         }
         match &event.stamped.event {
-            e @ (Event::OrderSubmitted(_) | Event::OrderRejected(_) | Event::OrderCanceled(_)) => {
-                if tables.contains(Table::Orders) {
-                    self.order_input(e, at, out);
-                }
+            e @ (Event::OrderSubmitted(_) | Event::OrderRejected(_) | Event::OrderCanceled(_))
+                if tables.contains(Table::Orders) =>
+            {
+                self.order_input(e, at, out);
             }
             Event::PreTradeCheckEvaluated(e) if tables.contains(Table::TradingDecisions) => {
                 let entry = json!({"check": e.check, "passed": e.passed, "detail": e.detail});

@@ -126,7 +126,7 @@ fn fills_move_orders_and_positions_like_the_fold() {
             Change::Order(o) if o.order_id == buy => Some(o),
             _ => None,
         })
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!(last_buy_order.status, OrderStatus::Filled);
     assert_eq!(last_buy_order.filled_qty, 3);
@@ -139,8 +139,13 @@ fn masked_tables_get_no_changes_and_other_streams_none_at_all() {
     let mut projector = Projector::new();
     let stamped = Stamped { at: at("14:36"), event: placed(Uuid::from_u128(1), Side::Buy, 1) };
     let mut out = Vec::new();
-    let reference =
-        EventRef { position: 1, event_id: Uuid::from_u128(9), stream_id: "account-a", config_hash: None, stamped: &stamped };
+    let reference = EventRef {
+        position: 1,
+        event_id: Uuid::from_u128(9),
+        stream_id: "account-a",
+        config_hash: None,
+        stamped: &stamped,
+    };
     projector.project(&reference, TableSet::only(Table::Fills), &mut out);
     assert!(out.is_empty());
     let other = EventRef { stream_id: "smoke-x", ..reference };

@@ -109,6 +109,10 @@ fn diff(a: &Value, b: &Value, path: &mut String, out: &mut Vec<(String, String, 
             }
         }
         (p, q) if p == q => {}
-        (p, q) => out.push((if path.is_empty() { "(payload)".to_owned() } else { path.clone() }, canonical(Some(p)), canonical(Some(q)))),
+        (p, q) => out.push((
+            if path.is_empty() { "(payload)".to_owned() } else { path.clone() },
+            canonical(Some(p)),
+            canonical(Some(q)),
+        )),
     }
 }

@@ -118,7 +118,12 @@ impl Verifier {
                         agreed = self.counts.divergences == before;
                     }
                     Ok(StepOutcome::Unchanged) => {
-                        self.note(first, "input", "recorded".into(), "changes nothing now (would not be recorded)".into());
+                        self.note(
+                            first,
+                            "input",
+                            "recorded".into(),
+                            "changes nothing now (would not be recorded)".into(),
+                        );
                     }
                     Err(error) => self.note(first, "input", "recorded".into(), format!("refused: {error}")),
                 }
@@ -151,7 +156,9 @@ impl Verifier {
             let id = if index == 0 { input_id } else { ids::decision_event_id(input_id, index - 1) };
             match (step.get(index), replayed.get(index)) {
                 (Some(recorded), Some(stamped)) => self.compare_event(recorded, stamped, id, input_id, config_hash),
-                (Some(recorded), None) => self.note(recorded, "(missing)", "recorded".into(), "not decided by the replay".into()),
+                (Some(recorded), None) => {
+                    self.note(recorded, "(missing)", "recorded".into(), "not decided by the replay".into())
+                }
                 (None, Some(stamped)) => {
                     let mut line = Vec::new();
                     stamped.write_json_line(&mut line);
@@ -163,7 +170,14 @@ impl Verifier {
         }
     }
 
-    fn compare_event(&mut self, recorded: &Recorded, stamped: &Stamped, id: uuid::Uuid, input_id: uuid::Uuid, hash: &str) {
+    fn compare_event(
+        &mut self,
+        recorded: &Recorded,
+        stamped: &Stamped,
+        id: uuid::Uuid,
+        input_id: uuid::Uuid,
+        hash: &str,
+    ) {
         let event_type = stamped.event.event_type();
         if recorded.event_type != event_type {
             self.note(recorded, "event_type", recorded.event_type.clone(), event_type.to_owned());

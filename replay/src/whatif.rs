@@ -140,7 +140,12 @@ pub struct WhatIf {
 }
 
 fn outcome(d: &tape_events::TradingDecisionRecorded) -> DecisionOutcome {
-    DecisionOutcome { decision: d.decision, is_final: d.is_final, skip_reason: d.skip_reason, shares: d.shares.map(|q| q.0) }
+    DecisionOutcome {
+        decision: d.decision,
+        is_final: d.is_final,
+        skip_reason: d.skip_reason,
+        shares: d.shares.map(|q| q.0),
+    }
 }
 
 impl WhatIf {
@@ -256,10 +261,9 @@ impl WhatIf {
                 Event::QuoteObserved(q) => {
                     loop {
                         let state = self.engine.state();
-                        let order = state
-                            .open_orders
-                            .iter()
-                            .find(|o| o.ticker == q.ticker && o.placed_at < at && !self.live_backed.contains_key(&o.order_id));
+                        let order = state.open_orders.iter().find(|o| {
+                            o.ticker == q.ticker && o.placed_at < at && !self.live_backed.contains_key(&o.order_id)
+                        });
                         let Some(order) = order else { break };
                         let fill = paper::fill_for(order, q.price, &state.config);
                         let id = self.next_id(at);

@@ -17,11 +17,14 @@
 //!   through the ledger.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
+//! - [`bench_replay`]: `tape bench replay`, projections rebuild and replay verify against
+//!   raw read-out.
 //!
 //! Architecture invariant: all I/O lives here (and in the binary); the core crates
 //! (`events`, `commands`) never depend on this crate.
 
 pub mod bench;
+pub mod bench_replay;
 pub mod check;
 pub mod config;
 pub mod db;

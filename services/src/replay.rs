@@ -195,10 +195,10 @@ async fn compare_tables(
     let target = Target::scratch(&schema);
     let result: Result<Vec<TableComparison>, ReplayError> = async {
         let upto = projections::checkpoints(&*client, TableSet::ALL, false).await?;
-        target.create(&*client, TableSet::ALL).await.map_err(|cause| ReplayError::Database {
-            context: format!("creating scratch schema {schema}"),
-            cause,
-        })?;
+        target
+            .create(&*client, TableSet::ALL)
+            .await
+            .map_err(|cause| ReplayError::Database { context: format!("creating scratch schema {schema}"), cause })?;
         projections::project_stream(store, client, &target, stream_id, &upto).await?;
         let mut out = Vec::new();
         for table in Table::ALL {
@@ -315,7 +315,11 @@ pub async fn what_if(
         if event.is_input() && day_date.is_some_and(|d| d != date) {
             let whatif = match run.as_mut() {
                 Some(w) => w,
-                None => run.insert(WhatIf::start(std::mem::take(&mut state), start, over.take().unwrap_or(Override::Sets(Vec::new())))?),
+                None => run.insert(WhatIf::start(
+                    std::mem::take(&mut state),
+                    start,
+                    over.take().unwrap_or(Override::Sets(Vec::new())),
+                )?),
             };
             whatif.day(&day)?;
             day.clear();
@@ -358,7 +362,7 @@ pub async fn stream_days(store: &EventStore, account: &str) -> Result<Option<(Na
         .map_err(StoreError::from)?;
     let first: Option<chrono::DateTime<chrono::Utc>> = row.get(0);
     let last: Option<chrono::DateTime<chrono::Utc>> = row.get(1);
-    Ok(first.zip(last).map(|(a, b)| {
-        (exchange_date(Timestamp::from_datetime(a)), exchange_date(Timestamp::from_datetime(b)))
-    }))
+    Ok(first
+        .zip(last)
+        .map(|(a, b)| (exchange_date(Timestamp::from_datetime(a)), exchange_date(Timestamp::from_datetime(b)))))
 }

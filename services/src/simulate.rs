@@ -72,7 +72,8 @@ impl LedgerSink {
             self.ledger = Some(ledger);
         }
         let Some(ledger) = self.ledger.as_mut() else { return Ok(()) };
-        let submitted = self.handle.block_on(ledger.submit(&self.queue)).map_err(|e| SinkError::Failed(describe(&e)))?;
+        let submitted =
+            self.handle.block_on(ledger.submit(&self.queue)).map_err(|e| SinkError::Failed(describe(&e)))?;
         if submitted.events.len() != self.queued_events || !submitted.refused.is_empty() {
             return Err(SinkError::Failed(format!(
                 "stream {}: the ledger recorded {} events where the simulation recorded {} (another writer?)",

@@ -12,9 +12,9 @@ use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tape_replay::whatif::{DecisionOutcome, Override, Report};
+use tape_services::db;
 use tape_services::replay::{self, ReplayProgress, VerifyReport, Window};
 use tape_services::store::EventStore;
-use tape_services::db;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -48,9 +48,9 @@ use schema::Target;
 use write::Batch;
 
 /// Changes gathered before a batch is written (at the next transaction boundary).
-pub const BATCH_CHANGES: usize = 20_000;
+pub const BATCH_CHANGES: usize = 5_000;
 /// Events read before a batch is written, whatever its number of changes.
-pub const BATCH_EVENTS: u64 = 100_000;
+pub const BATCH_EVENTS: u64 = 50_000;
 /// How often `follow` looks for new events without a notification.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -254,9 +254,7 @@ async fn read_range(
     let (sql, stream_id) = match source {
         Source::All => (format!("SELECT {EVENT_COLUMNS} FROM events WHERE {range} ORDER BY tx_id, position"), None),
         Source::Stream(stream) => (
-            format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $6 AND {range} ORDER BY stream_version"
-            ),
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $6 AND {range} ORDER BY stream_version"),
             Some((*stream).to_owned()),
         ),
     };
@@ -307,7 +305,10 @@ impl Pass<'_> {
                 }
             }
         }
-        batch.write(&tx, self.target).await.map_err(db(format!("writing projection rows into {}", self.target.schema)))?;
+        batch
+            .write(&tx, self.target)
+            .await
+            .map_err(db(format!("writing projection rows into {}", self.target.schema)))?;
         if !moved.is_empty() {
             set_checkpoints(&tx, &moved, upto, false).await?;
         }
@@ -412,11 +413,13 @@ pub async fn follow(
     shutdown: impl Future<Output = ()>,
     mut on_pass: impl FnMut(&PassReport),
 ) -> Result<(), ProjectionError> {
-    let mut client = crate::db::connect(url).await.map_err(|e| ProjectionError::Store(StoreError::Invalid {
-        what: "database",
-        value: crate::config::redact_url(url),
-        reason: e.to_string(),
-    }))?;
+    let mut client = crate::db::connect(url).await.map_err(|e| {
+        ProjectionError::Store(StoreError::Invalid {
+            what: "database",
+            value: crate::config::redact_url(url),
+            reason: e.to_string(),
+        })
+    })?;
     let (mut wakeups, _listener) = listen(url).await?;
     tokio::pin!(shutdown);
     loop {
@@ -456,7 +459,10 @@ async fn listen(url: &str) -> Result<(tokio::sync::mpsc::Receiver<()>, Client), 
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {}", crate::store::EVENTS_CHANNEL)).await.map_err(db("LISTEN tape_events"))?;
+    client
+        .batch_execute(&format!("LISTEN {}", crate::store::EVENTS_CHANNEL))
+        .await
+        .map_err(db("LISTEN tape_events"))?;
     Ok((receiver, client))
 }
 
@@ -565,10 +571,16 @@ async fn run_stream_pass(
         projector.project(&reference, mask, &mut changes);
         batch.extend(changes.drain(..));
         report.events += 1;
+        if batch.len >= BATCH_CHANGES {
+            // A scratch build keeps no checkpoint: any boundary will do.
+            report.changes += batch.len as u64;
+            pass.commit(&mut batch, max).await?;
+            report.batches += 1;
+        }
     }
-    report.changes = batch.len as u64;
+    report.changes += batch.len as u64;
     pass.commit(&mut batch, max).await?;
-    report.batches = 1;
+    report.batches += 1;
     Ok(report)
 }
 

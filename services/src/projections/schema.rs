@@ -77,7 +77,10 @@ pub async fn drop_schema(client: &Client, schema: &str) -> Result<(), tokio_post
 ///
 /// # Errors
 /// The database refused.
-pub async fn swap_in_shadows(tx: &tokio_postgres::Transaction<'_>, tables: TableSet) -> Result<(), tokio_postgres::Error> {
+pub async fn swap_in_shadows(
+    tx: &tokio_postgres::Transaction<'_>,
+    tables: TableSet,
+) -> Result<(), tokio_postgres::Error> {
     let shadow = Target::shadow();
     for table in tables.iter() {
         let live = Target::live().table(table);

@@ -57,10 +57,8 @@ fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()
 }
 
-const WINDOW: Window = Window {
-    from: NaiveDate::from_ymd_opt(2017, 1, 3).unwrap(),
-    to: NaiveDate::from_ymd_opt(2017, 1, 4).unwrap(),
-};
+const WINDOW: Window =
+    Window { from: NaiveDate::from_ymd_opt(2017, 1, 3).unwrap(), to: NaiveDate::from_ymd_opt(2017, 1, 4).unwrap() };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_on_stored_history_and_a_rebuild_equals_the_incremental_run() {
@@ -92,7 +90,10 @@ async fn verify_passes_on_stored_history_and_a_rebuild_equals_the_incremental_ru
 
 async fn tamper(db: &TestDb, sql: &str) {
     let admin = db.admin().await;
-    admin.batch_execute(&format!("SET session_replication_role = replica; {sql}; RESET session_replication_role")).await.unwrap();
+    admin
+        .batch_execute(&format!("SET session_replication_role = replica; {sql}; RESET session_replication_role"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,8 +115,11 @@ async fn a_decision_changed_behind_the_stores_back_and_a_foreign_config_hash_are
         .await
         .unwrap()
         .get(0);
-    tamper(&db, &format!("UPDATE events SET payload = jsonb_set(payload, '{{shares}}', '999') WHERE position = {position}"))
-        .await;
+    tamper(
+        &db,
+        &format!("UPDATE events SET payload = jsonb_set(payload, '{{shares}}', '999') WHERE position = {position}"),
+    )
+    .await;
     let report = replay::verify(&store, &mut client, "demo", window, &mut replay::Quiet).await.unwrap();
     assert!(!report.is_clean());
     let first = &report.divergences[0];
@@ -166,8 +170,8 @@ const CRAFTED: &str = r#"{"type":"AccountOpened","at":"2024-03-04T14:00:00Z","ac
 async fn lowering_min_confidence_turns_exactly_the_confidence_skip_above_it_into_an_act() {
     let db = TestDb::new().await;
     let store = db.store();
-    let config = tape_commands::config::apply_sets(&Config::default(), &["max_position_dollars=2000.00".to_owned()])
-        .unwrap();
+    let config =
+        tape_commands::config::apply_sets(&Config::default(), &["max_position_dollars=2000.00".to_owned()]).unwrap();
     store_scenario(&store, CRAFTED.as_bytes().to_vec(), config).await;
     let window = Window { from: day("2024-03-04"), to: day("2024-03-04") };
     let over = Override::Sets(vec!["tiers.conservative.min_confidence=0.70".to_owned()]);
