@@ -53,6 +53,11 @@ enum Command {
     Reserve(cli::reserve::ReserveCommand),
     /// The real daemon through one trading day on real bars, explained and verified.
     Demo(cli::demo::Args),
+    /// The read tables: run (catch up and follow), rebuild, status.
+    #[command(subcommand)]
+    Projections(cli::projections::ProjectionsCommand),
+    /// Verify recorded days against a replay, or replay them under another config (SPEC 9).
+    Replay(cli::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Breaker(command) => cli::breaker::run(&command),
         Command::Reserve(command) => cli::reserve::run(&command),
         Command::Demo(args) => cli::demo::run(&args),
+        Command::Projections(command) => cli::projections::run(&command),
+        Command::Replay(args) => cli::replay::run(&args),
     }
 }

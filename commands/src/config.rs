@@ -83,6 +83,27 @@ pub fn load(layers: &Layers<'_>) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// `base` with `key=value` overrides applied (what-if replay: `--set` over the
+/// configuration in force), validated.
+///
+/// # Errors
+/// [`ConfigError`] naming the key.
+pub fn apply_sets(base: &Config, sets: &[String]) -> Result<Config, ConfigError> {
+    let mut merged = match Value::try_from(base.clone()) {
+        Ok(Value::Table(table)) => table,
+        other => panic!("Invariant: a config is a TOML table: {other:?}"),
+    };
+    for set in sets {
+        let (path, text) = set.split_once('=').ok_or_else(|| ConfigError::SetSyntax(set.clone()))?;
+        set_path(&mut merged, path.trim(), parse_value(text.trim()), &format!("--set {set}"))?;
+    }
+    let json = toml_to_json(Value::Table(merged));
+    let config: Config = serde_path_to_error::deserialize(json)
+        .map_err(|e| ConfigError::Value { key: e.path().to_string(), message: e.inner().to_string() })?;
+    config.validate()?;
+    Ok(config)
+}
+
 /// A `--set` or environment value: TOML when it parses as one (`0.70`, `8`, `[]`,
 /// `"2h"`), else the text itself (`90m`).
 fn parse_value(text: &str) -> Value {

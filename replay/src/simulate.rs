@@ -35,6 +35,49 @@ pub enum SimulateError {
     Read(#[source] std::io::Error),
     #[error("writing the events: {0}")]
     Write(#[source] std::io::Error),
+    /// The sink (the event store) failed; what it had recorded stays recorded.
+    #[error("recording the events: {0}")]
+    Sink(String),
+}
+
+/// Where the steps go: the core itself (`simulate --out`), or the core behind an event
+/// store (`simulate --store`, in `services`). The driver reads the sink's state for the
+/// paper broker and the schedule.
+pub trait Sink {
+    /// The state after every step so far.
+    fn state(&self) -> &State;
+    /// Steps one input; pushes what it recorded (the input, then its decisions) to `out`.
+    ///
+    /// # Errors
+    /// [`SinkError::Input`] when the core refuses the input (nothing recorded), or
+    /// [`SinkError::Failed`] when the sink cannot record.
+    fn step(&mut self, input: Input, out: &mut Vec<Stamped>) -> Result<StepOutcome, SinkError>;
+}
+
+/// Why a sink did not record a step.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Sink for Engine {
+    fn state(&self) -> &State {
+        Engine::state(self)
+    }
+
+    #[inline]
+    fn step(&mut self, input: Input, out: &mut Vec<Stamped>) -> Result<StepOutcome, SinkError> {
+        Ok(Engine::step(self, input, out)?)
+    }
+}
+
+/// A failed input: a bad line, or a sink that cannot record.
+enum InputFailure {
+    Line(LineError),
+    Sink(String),
 }
 
 /// Progress callbacks: bytes read so far, and each skipped bad line.
@@ -47,8 +90,8 @@ pub trait Observer {
 pub struct Quiet;
 impl Observer for Quiet {}
 
-struct Run<'o, W: Write> {
-    engine: Engine,
+struct Run<'o, W: Write, S: Sink> {
+    engine: S,
     cursor: Option<TickCursor>,
     config: Config,
     out: W,
@@ -59,16 +102,15 @@ struct Run<'o, W: Write> {
     observer: &'o mut dyn Observer,
 }
 
-impl<W: Write> Run<'_, W> {
+impl<W: Write, S: Sink> Run<'_, W, S> {
     fn next_id(&mut self, at: Timestamp) -> Uuid {
         self.sequence += 1;
         ids::deterministic_v7(at, INPUT_ID_SEED, self.sequence)
     }
 
-    fn step(&mut self, stamped: Stamped) -> Result<StepOutcome, InputError> {
+    fn step(&mut self, stamped: Stamped) -> Result<StepOutcome, SinkError> {
         let input = Input { id: self.next_id(stamped.at), stamped };
-        let outcome = self.engine.step(input, &mut self.buffer)?;
-        Ok(outcome)
+        self.engine.step(input, &mut self.buffer)
     }
 
     fn flush(&mut self) -> Result<(), SimulateError> {
@@ -89,16 +131,23 @@ impl<W: Write> Run<'_, W> {
             let Some(cursor) = self.cursor.as_mut() else { break };
             let Some(tick) = cursor.next_due(limit, want_polls, &config) else { break };
             let stamped = Stamped::new(tick.at, tape_events::SchedulerTick { tick: tick.kind });
-            self.step(stamped).unwrap_or_else(|e| panic!("Invariant: a scheduler tick is a valid input: {e}"));
+            match self.step(stamped) {
+                Ok(_) => {}
+                Err(SinkError::Failed(e)) => return Err(SimulateError::Sink(e)),
+                Err(SinkError::Input(e)) => panic!("Invariant: a scheduler tick is a valid input: {e}"),
+            }
             self.flush()?;
         }
         Ok(())
     }
 
     /// One input line: its ticks first, then paper fills before a quote, then the input.
-    fn input(&mut self, line: u64, stamped: Stamped) -> Result<(), LineError> {
+    fn input(&mut self, line: u64, stamped: Stamped) -> Result<(), InputFailure> {
         let at = stamped.at;
-        let bad = |e: InputError| LineError { line, message: e.to_string() };
+        let bad = |e: SinkError| match e {
+            SinkError::Input(e) => InputFailure::Line(LineError { line, message: e.to_string() }),
+            SinkError::Failed(e) => InputFailure::Sink(e),
+        };
         if let Event::QuoteObserved(q) = &stamped.event {
             if self.engine.state().is_open() {
                 while let Some(fill) = paper::next_fill(self.engine.state(), &q.ticker, q.price, at) {
@@ -125,13 +174,29 @@ impl<W: Write> Run<'_, W> {
 /// # Errors
 /// [`SimulateError`]: a bad line (unless `skip_bad_lines`), or an I/O error.
 pub fn run<R: BufRead, W: Write>(
-    mut input: R,
+    input: R,
     out: W,
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<(Summary, State), SimulateError> {
+    let (summary, engine) = run_with(input, out, Engine::default(), options, observer)?;
+    Ok((summary, engine.into_state()))
+}
+
+/// [`run`] into any [`Sink`] (which starts empty: the scenario opens the account). Every
+/// recorded event is also written to `out` (pass `std::io::sink()` for none).
+///
+/// # Errors
+/// [`SimulateError`]: a bad line (unless `skip_bad_lines`), an I/O error, or a sink failure.
+pub fn run_with<R: BufRead, W: Write, S: Sink>(
+    mut input: R,
+    out: W,
+    sink: S,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<(Summary, S), SimulateError> {
     let mut run = Run {
-        engine: Engine::default(),
+        engine: sink,
         cursor: None,
         config: options.config.clone(),
         out,
@@ -191,7 +256,8 @@ pub fn run<R: BufRead, W: Write>(
         run.run_ticks(at)?;
         match run.input(line, stamped) {
             Ok(()) => last_at = Some(at),
-            Err(e) => {
+            Err(InputFailure::Sink(e)) => return Err(SimulateError::Sink(e)),
+            Err(InputFailure::Line(e)) => {
                 run.buffer.clear();
                 run.summary.bad_lines += 1;
                 if options.skip_bad_lines {
@@ -208,8 +274,7 @@ pub fn run<R: BufRead, W: Write>(
         run.run_ticks(limit)?;
     }
     run.out.flush().map_err(SimulateError::Write)?;
-    let state = run.engine.into_state();
     let mut summary = run.summary;
-    summary.finish(&state);
-    Ok((summary, state))
+    summary.finish(run.engine.state());
+    Ok((summary, run.engine))
 }

@@ -14,8 +14,16 @@
 //!   trait (the paper broker); [`quotes`]: quote sources (`market_quotes`, the simulated
 //!   market); [`clock`]: the injected clock; [`upstream`]: the upstream tables and
 //!   `tape ingest`.
+//! - [`projections`]: the read tables: catch up and follow the log, rebuild into shadow
+//!   tables and swap, checkpoints and lag.
+//! - [`replay`]: `tape replay`: verify a window of an account's stream against a replay
+//!   and its projections against a scratch rebuild; what-if under another config.
+//! - [`simulate`]: `tape simulate --store`, the simulator's driver into the event store
+//!   through the ledger.
 //! - [`check`]: `tape store check`, the newcomer's smoke test.
 //! - [`bench`]: `tape bench store`, the store against raw PostgreSQL.
+//! - [`bench_replay`]: `tape bench replay`, projections rebuild and replay verify against
+//!   raw read-out.
 //!
 //! Architecture invariant: all I/O lives here (and in the binary); the core crates
 //! (`events`, `commands`) never depend on this crate.
@@ -23,6 +31,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bench;
+pub mod bench_replay;
 pub mod broker;
 pub mod check;
 pub mod clock;
@@ -34,7 +43,10 @@ pub mod demo;
 pub mod explain;
 pub mod ledger;
 pub mod migrate;
+pub mod projections;
 pub mod quotes;
+pub mod replay;
+pub mod simulate;
 pub mod store;
 pub mod upstream;
 

@@ -14,6 +14,9 @@ pub enum BenchCommand {
     /// recommendations per second with durable commits (beside raw PostgreSQL commits),
     /// and peak RSS; in a scratch database dropped at the end.
     Daemon(DaemonArgs),
+    /// Projections rebuild and `replay --verify` of a stored history against raw
+    /// `COPY … TO STDOUT` of the same events, in a scratch database dropped at the end.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +40,22 @@ pub struct DaemonArgs {
     /// Rows sent as fast as possible for the throughput.
     #[arg(long, default_value_t = 20_000)]
     pub throughput_rows: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Any database on the server to use (a superuser: the bench creates and drops its
+    /// own database next to it).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TAPE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    /// The scenario to store (see docs/BENCHMARKS.md for the 1M-event one).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +94,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Store(args) => store(args),
         BenchCommand::Daemon(args) => daemon(args),
+        BenchCommand::Replay(args) => replay(args),
     }
 }
 
@@ -134,5 +154,31 @@ fn store(args: &StoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("\ngoal missed: {}", missed.join("; "));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime
+        .block_on(tape_services::bench_replay::run(&args.database_url, &args.scenario, |step| eprintln!("… {step}")))
+        .map_err(anyhow::Error::msg)?;
+    println!("{} events in the log (account {})", report.events, report.account);
+    println!();
+    println!("| measurement | events | seconds | events/s | vs raw read-out | peak RSS (MiB) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let raw = report.raw.rate();
+    for phase in [&report.setup, &report.raw, &report.rebuild, &report.verify] {
+        let mib = phase.peak_kib.map_or_else(|| "?".to_owned(), |k| format!("{:.0}", k as f64 / 1024.0));
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {:.0}% | {mib} |",
+            phase.name,
+            phase.events,
+            phase.elapsed.as_secs_f64(),
+            phase.rate(),
+            100.0 * phase.rate() / raw
+        );
+    }
+    println!();
+    println!("verify {}", if report.verify_clean { "passed (no divergence)" } else { "FOUND DIVERGENCES" });
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,8 @@ pub mod daemon;
 pub mod demo;
 pub mod ingest;
 pub mod migrate;
+pub mod projections;
+pub mod replay;
 pub mod reserve;
 pub mod scenario;
 pub mod simulate;

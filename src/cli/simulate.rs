@@ -18,8 +18,19 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     input: PathBuf,
     /// Where to write every event as JSON Lines. `-` writes to stdout.
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "store")]
+    out: Option<PathBuf>,
+    /// Record the run in the event store (through the account ledger, one transaction
+    /// per step) instead of a file.
+    #[arg(long, conflicts_with = "out")]
+    store: bool,
+    /// With `--store`: the database URL (default: TAPE_DATABASE_URL, ./tape.toml, or the
+    /// built-in default).
+    #[arg(long, value_name = "URL", requires = "store")]
+    database_url: Option<String>,
+    /// With `--store`: steps per transaction (1: one per step, as the daemon).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "store")]
+    steps_per_append: usize,
     /// Decision configuration overrides (SPEC 3 keys; service tables are ignored).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -59,6 +70,56 @@ struct Progress {
     bar: Option<ProgressBar>,
 }
 
+fn bar(quiet: bool, size: Option<u64>) -> Option<ProgressBar> {
+    (!quiet && io::stderr().is_terminal()).then(|| {
+        let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} simulate [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
+/// `--store`: the scenario into the event store.
+fn run_store(args: &Args, options: Options) -> anyhow::Result<ExitCode> {
+    let settings = super::migrate::database_url(None, args.database_url.as_deref())?;
+    let file = File::open(&args.input).with_context(|| format!("opening scenario {}", args.input.display()))?;
+    let size = file.metadata().ok().map(|m| m.len());
+    let input = BufReader::with_capacity(1 << 20, file);
+    let progress = Progress { bar: bar(args.quiet, size) };
+    let finish = progress.bar.clone();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    #[allow(clippy::disallowed_methods)] // wall-clock time for the human summary only
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(async {
+        let store = tape_services::store::EventStore::new(tape_services::db::pool(&settings.database)?);
+        anyhow::Ok(tape_services::simulate::run(store, input, options, args.steps_per_append, progress).await)
+    })?;
+    if let Some(bar) = finish {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(run) => {
+            if !args.quiet {
+                let elapsed = started.elapsed().as_secs_f64();
+                let rate = run.summary.events as f64 / elapsed.max(1e-9);
+                println!("{}", run.summary);
+                println!("stored         {} at version {} in {} transactions", run.stream_id, run.version, run.appends);
+                println!("elapsed        {elapsed:.2}s ({rate:.0} events/s)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(SimulateError::BadLine(e)) => {
+            eprintln!("error: {}: {e}", args.input.display());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Observer for Progress {
     fn progress(&mut self, bytes_read: u64) {
         if let Some(bar) = &self.bar {
@@ -81,7 +142,8 @@ impl Observer for Progress {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_ref(), &args.sets)?;
     let options = Options { config, until: args.until, skip_bad_lines: args.skip_bad_lines };
-    let to_stdout = args.out.as_os_str() == "-";
+    let Some(out_path) = args.out.clone().filter(|_| !args.store) else { return run_store(&args, options) };
+    let to_stdout = out_path.as_os_str() == "-";
     let (input, size): (Box<dyn io::BufRead>, Option<u64>) = if args.input.as_os_str() == "-" {
         (Box::new(BufReader::with_capacity(1 << 20, io::stdin().lock())), None)
     } else {
@@ -92,20 +154,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out: Box<dyn Write> = if to_stdout {
         Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock()))
     } else {
-        let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        let file = File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
         Box::new(BufWriter::with_capacity(1 << 20, file))
     };
-    let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
-        let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} simulate [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let mut progress = Progress { bar };
+    let mut progress = Progress { bar: bar(args.quiet, size) };
     #[allow(clippy::disallowed_methods)] // wall-clock time for the human summary only
     let started = std::time::Instant::now();
     let result = simulate::run(input, out, &options, &mut progress);

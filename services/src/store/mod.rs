@@ -88,7 +88,7 @@ use tokio::sync::mpsc;
 pub use append::{AppendOutcome, Appended, MAX_BATCH};
 pub use error::{AppendError, StoreError};
 pub use notify::EVENTS_CHANNEL;
-pub(crate) use read::{decode_row, EVENT_COLUMNS};
+pub(crate) use read::{decode_row, Xid8, EVENT_COLUMNS};
 pub use read::{EventStream, GlobalCursor, GlobalEvent};
 pub use verify::{parse_hash_hex, ChainProblem, ProblemKind, StreamHead, VerifyReport};
 

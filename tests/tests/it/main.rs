@@ -13,6 +13,7 @@ mod immutability;
 mod ledger;
 mod migrate;
 mod notify;
+mod projections;
 mod purity;
 mod read;
 mod verify;

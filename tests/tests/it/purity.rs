@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::process::Command;
 
-const PURE: &[&str] = &["tape-events", "tape-commands", "tape-replay"];
+const PURE: &[&str] = &["tape-events", "tape-commands", "tape-projections", "tape-replay"];
 const FORBIDDEN: &[&str] = &[
     "tokio",
     "tokio-postgres",
