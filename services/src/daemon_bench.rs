@@ -63,9 +63,7 @@ fn err(e: &(dyn std::error::Error + 'static)) -> String {
 fn rss_peak_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|t| {
-            t.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+        .and_then(|t| t.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .map_or(0.0, |kb: f64| kb / 1024.0)
 }
 
@@ -139,17 +137,9 @@ async fn run_in(
     let database = DatabaseConfig { url: url.to_owned(), pool_size: 8, role: "tape_app".to_owned() };
     let store = crate::store::EventStore::new(db::pool(&database).map_err(|e| e.to_string())?);
     let cash = Money::new(rust_decimal::Decimal::new(1_000_000_000, 0));
-    crate::accounts::open(
-        store.clone(),
-        "bench",
-        cash,
-        AccountMode::Paper,
-        &decision,
-        now.minus(chrono::Duration::minutes(1)),
-        "bench",
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    crate::accounts::open(store.clone(), "bench", cash, AccountMode::Paper, &decision, now.minus(chrono::Duration::minutes(1)), "bench")
+        .await
+        .map_err(|e| e.to_string())?;
     let tickers: Vec<String> = (0..TICKERS).map(|i| format!("T{i:03}")).collect();
     admin
         .execute(
@@ -184,10 +174,7 @@ async fn run_in(
         async move {
             let client = store.pool().get().await.map_err(|e| e.to_string())?;
             let row = client
-                .query_one(
-                    "SELECT count(*) FROM events WHERE stream_id = 'account-bench' AND event_type = $1",
-                    &[&event_type],
-                )
+                .query_one("SELECT count(*) FROM events WHERE stream_id = 'account-bench' AND event_type = $1", &[&event_type])
                 .await
                 .map_err(|e| err(&e))?;
             Ok::<i64, String>(row.get(0))
@@ -266,14 +253,12 @@ async fn run_in(
     let elapsed = started.elapsed().as_secs_f64();
     report.throughput_rows = total;
     report.throughput_per_sec = total as f64 / elapsed;
-    report.throughput_events =
-        store.stream_head("account-bench").await.map_err(|e| err(&e))?.map_or(0, |h| h.0) - before_events;
+    report.throughput_events = store.stream_head("account-bench").await.map_err(|e| err(&e))?.map_or(0, |h| h.0) - before_events;
     report.throughput_acts = count("OrderPlaced").await? - before_orders;
     report.peak_rss_mb = rss_peak_mb();
     let _ = stop.send(());
     let _ = daemon.await;
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut redis).await.unwrap_or_default();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut redis).await.unwrap_or_default();
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
     }

@@ -94,10 +94,7 @@ fn daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("| measure | result | goal |");
     println!("|---|---|---|");
-    println!(
-        "| raw PostgreSQL, 1-row transactions, 1 connection | {:.0} commits/s | (reference) |",
-        r.raw_commits_per_sec
-    );
+    println!("| raw PostgreSQL, 1-row transactions, 1 connection | {:.0} commits/s | (reference) |", r.raw_commits_per_sec);
     println!(
         "| row insert → order job in Redis ({} samples) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | p99 < 50 ms |",
         r.latency_samples, r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
