@@ -207,7 +207,8 @@ impl FakeAlpaca {
     /// Adds an order the client never placed (e.g. from Alpaca's dashboard).
     pub fn add_foreign_order(&self, symbol: &str, qty: u64) -> String {
         let mut inner = self.lock();
-        let order = new_order(&mut inner, symbol, qty, "buy", &format!("dashboard-{}", inner.seq));
+        let client_order_id = format!("dashboard-{}", inner.seq);
+        let order = new_order(&mut inner, symbol, qty, "buy", &client_order_id);
         let id = order["id"].as_str().unwrap_or_default().to_owned();
         inner.orders.push(order);
         id
