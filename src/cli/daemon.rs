@@ -134,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let quotes = match (table.quote_source.as_str(), &credentials) {
         ("table", _) => QuoteFeed::Table { interval: Duration::from_millis(table.quote_poll_millis) },
         ("alpaca", Some(credentials)) => {
-            QuoteFeed::Alpaca { settings: alpaca.clone(), credentials: credentials.clone() }
+            QuoteFeed::Alpaca { settings: Box::new(alpaca.clone()), credentials: credentials.clone() }
         }
         _ => anyhow::bail!(
             "invalid daemon.quote_source \"simulated\": the simulated market needs bars and a clock; use `tape demo`"

@@ -53,7 +53,7 @@ pub enum QuoteFeed {
     /// The built-in simulated market.
     Simulated(SimulatedMarket),
     /// Alpaca's market data API (latest trades of the account's tickers).
-    Alpaca { settings: crate::broker::alpaca::AlpacaSettings, credentials: crate::broker::alpaca::Credentials },
+    Alpaca { settings: Box<crate::broker::alpaca::AlpacaSettings>, credentials: crate::broker::alpaca::Credentials },
 }
 
 /// Everything the daemon runs with (validated before [`run`]).

@@ -367,7 +367,7 @@ async fn a_restarted_daemon_books_missed_fills_once_and_submits_unsubmitted_orde
     let fake = FakeAlpaca::start().await;
     // Monday 2024-03-04 09:36 ET: inside the trading window.
     let clock = ManualClock::new(Timestamp::parse("2024-03-04T14:36:00Z").unwrap());
-    let cash = Money::new(rust_decimal::Decimal::new(100_000_00, 2));
+    let cash = Money::new(rust_decimal::Decimal::new(10_000_000, 2));
     let opened = clock.now().minus(chrono::Duration::minutes(6));
     tape_services::accounts::open(db.store(), ACCOUNT, cash, AccountMode::Paper, &Config::default(), opened, "t")
         .await

@@ -108,7 +108,7 @@ impl RetryPolicy {
         let exp = self.base.saturating_mul(1_u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.max_backoff);
         let half = capped / 2;
-        let span = u64::try_from((capped - half).as_micros()).unwrap_or(u64::MAX);
+        let span = u64::try_from(capped.saturating_sub(half).as_micros()).unwrap_or(u64::MAX);
         half + Duration::from_micros(if span == 0 { 0 } else { random % (span + 1) })
     }
 
