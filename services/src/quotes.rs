@@ -1,6 +1,9 @@
 //! Quote sources behind one trait: the `market_quotes` table (SPEC 8's upstream
-//! contract) and a built-in simulated market driven by real daily bars. Either yields
+//! contract), Alpaca's market data API ([`alpaca`]) and a built-in simulated market
+//! driven by real daily bars. Either yields
 //! batches of [`Quote`]s, which the stop-loss monitor turns into `QuoteObserved` inputs.
+
+pub mod alpaca;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +34,8 @@ pub struct Quote {
 pub enum QuoteError {
     #[error("reading market_quotes: {0}")]
     Table(String),
+    #[error("reading alpaca latest trades: {0}")]
+    Alpaca(String),
 }
 
 /// A source of quotes.

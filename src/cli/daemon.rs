@@ -43,6 +43,7 @@ pub struct Loaded {
     pub service: ServiceConfig,
     pub decision: tape_events::Config,
     pub daemon: DaemonTable,
+    pub broker: BrokerTable,
 }
 
 /// Reads `tape.toml` (the given path, else ./tape.toml if present) and the environment.
@@ -67,8 +68,8 @@ pub fn load(path: Option<&Path>, sets: &[String]) -> anyhow::Result<Loaded> {
     };
     let decision = tape_commands::config::load(&layers)?;
     let daemon = DaemonTable::parse(service.daemon.as_ref())?;
-    BrokerTable::parse(service.broker.as_ref())?;
-    Ok(Loaded { service, decision, daemon })
+    let broker = BrokerTable::parse(service.broker.as_ref())?;
+    Ok(Loaded { service, decision, daemon, broker })
 }
 
 /// Starts tracing (text or JSON lines on stderr; `RUST_LOG` filters, default `info`).
@@ -123,25 +124,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     table.accounts.clone_from(&accounts);
     table.validate()?;
-    let quotes = match table.quote_source.as_str() {
-        "table" => QuoteFeed::Table { interval: Duration::from_millis(table.quote_poll_millis) },
+    let alpaca = &loaded.broker.alpaca;
+    // Keys from the environment only, read once; checked before anything starts.
+    let credentials = if loaded.broker.kind == "alpaca" || table.quote_source == "alpaca" {
+        Some(tape_services::broker::alpaca::Credentials::from_env()?)
+    } else {
+        None
+    };
+    let quotes = match (table.quote_source.as_str(), &credentials) {
+        ("table", _) => QuoteFeed::Table { interval: Duration::from_millis(table.quote_poll_millis) },
+        ("alpaca", Some(credentials)) => {
+            QuoteFeed::Alpaca { settings: Box::new(alpaca.clone()), credentials: credentials.clone() }
+        }
         _ => anyhow::bail!(
             "invalid daemon.quote_source \"simulated\": the simulated market needs bars and a clock; use `tape demo`"
         ),
     };
-    let settings = Settings {
-        accounts,
-        database: loaded.service.database,
-        redis: loaded.service.redis,
-        decision: loaded.decision,
-        daemon: table,
-        clock: Arc::new(SystemClock),
-        broker: Arc::new(tape_services::broker::PaperBroker::new()),
-        quotes,
-        actor: "tape daemon".to_owned(),
-        broker_adapter: true,
-    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(daemon::run(settings, signal())).map_err(anyhow::Error::msg)?;
+    runtime.block_on(async move {
+        let broker: Arc<dyn tape_services::broker::Broker> = match (loaded.broker.kind.as_str(), credentials) {
+            ("alpaca", Some(credentials)) => {
+                Arc::new(tape_services::broker::alpaca::AlpacaBroker::start(alpaca.clone(), credentials)?)
+            }
+            _ => Arc::new(tape_services::broker::PaperBroker::new()),
+        };
+        let settings = Settings {
+            accounts,
+            database: loaded.service.database,
+            redis: loaded.service.redis,
+            decision: loaded.decision,
+            daemon: table,
+            clock: Arc::new(SystemClock),
+            broker,
+            quotes,
+            actor: "tape daemon".to_owned(),
+            broker_adapter: true,
+        };
+        daemon::run(settings, signal()).await.map_err(anyhow::Error::msg)
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod fake_alpaca;
+
 use tape_events::chain::{self, Hash};
 use tape_events::payload::{Event, OrderFilled};
 use tape_events::{Metadata, NewEvent, Price, Qty, Side, Timestamp};

@@ -1,5 +1,5 @@
-//! Brokers behind one trait: the built-in paper broker now, Alpaca (a real asynchronous
-//! broker) later.
+//! Brokers behind one trait: the built-in paper broker and Alpaca (a real asynchronous
+//! broker, [`alpaca`]).
 //!
 //! The order job (SPEC 8) travels from the outbox relay through Redis to the broker
 //! adapter ([`crate::daemon`]), which calls [`Broker::submit`] with our order id as the
@@ -20,6 +20,7 @@
 //! `client_order_id` ([`Broker::lookup`]), and [`Broker::open_orders`] lists what the
 //! broker has open.
 
+pub mod alpaca;
 pub mod paper;
 
 use futures_util::future::BoxFuture;
@@ -86,10 +87,38 @@ pub struct BrokerOrder {
 /// Something the broker reports about one of our orders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerUpdate {
-    Accepted { account_id: String, order_id: Uuid, broker_order_id: String },
-    Filled { account_id: String, order_id: Uuid, fill_id: String, ticker: String, side: Side, qty: Qty, price: Price },
-    Canceled { account_id: String, order_id: Uuid, reason: String },
-    Rejected { account_id: String, order_id: Uuid, reason: String },
+    Accepted {
+        account_id: String,
+        order_id: Uuid,
+        broker_order_id: String,
+    },
+    Filled {
+        account_id: String,
+        order_id: Uuid,
+        fill_id: String,
+        ticker: String,
+        side: Side,
+        qty: Qty,
+        price: Price,
+    },
+    Canceled {
+        account_id: String,
+        order_id: Uuid,
+        reason: String,
+    },
+    Rejected {
+        account_id: String,
+        order_id: Uuid,
+        reason: String,
+    },
+    /// A difference between the broker and the log that cannot be explained (recorded as
+    /// `BrokerDiscrepancyObserved`, never booked).
+    Discrepancy {
+        account_id: String,
+        order_id: Option<Uuid>,
+        broker_order_id: Option<String>,
+        description: String,
+    },
 }
 
 impl BrokerUpdate {
@@ -99,14 +128,15 @@ impl BrokerUpdate {
             Self::Accepted { account_id, .. }
             | Self::Filled { account_id, .. }
             | Self::Canceled { account_id, .. }
-            | Self::Rejected { account_id, .. } => account_id,
+            | Self::Rejected { account_id, .. }
+            | Self::Discrepancy { account_id, .. } => account_id,
         }
     }
 
     /// The input this update is.
     #[must_use]
     pub fn into_event(self) -> tape_events::Event {
-        use tape_events::{OrderCanceled, OrderFilled, OrderRejected, OrderSubmitted};
+        use tape_events::{BrokerDiscrepancyObserved, OrderCanceled, OrderFilled, OrderRejected, OrderSubmitted};
         match self {
             Self::Accepted { order_id, broker_order_id, .. } => OrderSubmitted { order_id, broker_order_id }.into(),
             Self::Filled { order_id, fill_id, ticker, side, qty, price, .. } => {
@@ -114,6 +144,9 @@ impl BrokerUpdate {
             }
             Self::Canceled { order_id, reason, .. } => OrderCanceled { order_id, reason }.into(),
             Self::Rejected { order_id, reason, .. } => OrderRejected { order_id, reason }.into(),
+            Self::Discrepancy { order_id, broker_order_id, description, .. } => {
+                BrokerDiscrepancyObserved { order_id, broker_order_id, description }.into()
+            }
         }
     }
 }
@@ -150,4 +183,17 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
 
     /// The stream of asynchronous updates (taken once); `None` for a broker without one.
     fn take_updates(&self) -> Option<mpsc::Receiver<BrokerUpdate>>;
+
+    /// Reconciles the open orders of an account's log with the broker, reporting every
+    /// difference through [`Broker::take_updates`] (missed acknowledgements and fills,
+    /// endings, discrepancies) and submitting what the broker never got. `None` (the
+    /// default): the broker leaves reconciliation to the daemon's generic pass
+    /// (look up and submit orders without a broker order id).
+    fn reconcile<'a>(
+        &'a self,
+        _account_id: &'a str,
+        _open: &'a [tape_commands::state::OpenOrder],
+    ) -> Option<BoxFuture<'a, ()>> {
+        None
+    }
 }

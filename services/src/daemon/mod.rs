@@ -14,6 +14,7 @@
 //! The entry is [`run`]`(settings, shutdown)`: tests run the daemon in-process and stop
 //! it by completing `shutdown`. Everything time-dependent reads the injected clock.
 
+pub mod broker_updates;
 pub mod http;
 pub mod lock;
 pub mod metrics;
@@ -51,6 +52,8 @@ pub enum QuoteFeed {
     Table { interval: Duration },
     /// The built-in simulated market.
     Simulated(SimulatedMarket),
+    /// Alpaca's market data API (latest trades of the account's tickers).
+    Alpaca { settings: Box<crate::broker::alpaca::AlpacaSettings>, credentials: crate::broker::alpaca::Credentials },
 }
 
 /// Everything the daemon runs with (validated before [`run`]).
@@ -86,6 +89,9 @@ pub struct AccountStatus {
     pub pending: usize,
     pub active_breakers: usize,
     pub last_error: Option<String>,
+    /// Held, ordered and pending tickers (what a market data source quotes).
+    #[serde(skip)]
+    pub tickers: std::collections::BTreeSet<String>,
 }
 
 impl AccountStatus {
@@ -96,6 +102,16 @@ impl AccountStatus {
         self.open_orders = state.open_orders.len();
         self.pending = state.pending.len();
         self.active_breakers = state.breakers.iter().filter(|b| b.is_active(now)).count();
+        self.tickers = state
+            .positions
+            .keys()
+            .cloned()
+            .chain(state.open_orders.iter().map(|o| o.ticker.clone()))
+            .chain(state.pending.iter().filter_map(|p| match &p.recommendation.validity {
+                tape_commands::recommendation::Validity::Valid(fields) => Some(fields.ticker.clone()),
+                tape_commands::recommendation::Validity::Invalid(_) => None,
+            }))
+            .collect();
     }
 }
 
@@ -205,6 +221,9 @@ pub async fn run_with(
         });
     }
     if settings.broker_adapter {
+        if let Some(updates) = settings.broker.take_updates() {
+            tasks.spawn(broker_updates::forward(updates, shared.clone()));
+        }
         tasks.spawn(redis_tasks::broker_adapter(
             settings.broker.clone(),
             keys.clone(),
@@ -356,6 +375,14 @@ async fn run_account(
     let source: Box<dyn QuoteSource> = match &settings.quotes {
         QuoteFeed::Table { interval } => Box::new(TableQuotes::new(store.pool().clone(), *interval)),
         QuoteFeed::Simulated(market) => Box::new(market.clone().starting_at(clock.now())),
+        QuoteFeed::Alpaca { settings, credentials } => {
+            let (shared, name) = (shared.clone(), account.to_owned());
+            let tickers: crate::quotes::alpaca::Tickers =
+                Arc::new(move || shared.status(&name).map(|s| s.tickers).unwrap_or_default());
+            Box::new(
+                crate::quotes::alpaca::AlpacaQuotes::new(settings, credentials, tickers).map_err(|e| e.to_string())?,
+            )
+        }
     };
     tasks.spawn(tasks::quote_monitor(source, sender.clone(), shared.clone(), config.clone(), account.to_owned()));
     for kinds in [PERFORMANCE, RISK_TIER, REBALANCE] {

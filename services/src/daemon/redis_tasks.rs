@@ -366,6 +366,11 @@ pub async fn reconcile(
     route: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
 ) {
+    // A broker with its own reconciliation (Alpaca) reports through its update stream.
+    if let Some(reconciled) = broker.reconcile(&account, &state.open_orders) {
+        reconciled.await;
+        return;
+    }
     for order in state.open_orders.iter().filter(|o| o.broker_order_id.is_none()) {
         let known = broker.lookup(order.order_id).await.ok().flatten();
         if let Some(known) = known {

@@ -13,7 +13,8 @@ pub struct DaemonTable {
     pub listen: String,
     /// The decision loop's fallback poll of `recommendations` (seconds of the daemon's clock).
     pub poll_interval_secs: u64,
-    /// `table` (`market_quotes`) or `simulated` (the built-in market; `tape demo`).
+    /// `table` (`market_quotes`), `simulated` (the built-in market; `tape demo`) or
+    /// `alpaca` (market data v2; settings in `[broker.alpaca]`, keys from the environment).
     pub quote_source: String,
     /// How often `market_quotes` is read (milliseconds, wall time).
     pub quote_poll_millis: u64,
@@ -44,13 +45,15 @@ impl Default for DaemonTable {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerTable {
-    /// `paper` (the only broker of this build).
+    /// `paper` (the built-in paper broker) or `alpaca` (Alpaca's Trading API v2).
     pub kind: String,
+    /// `[broker.alpaca]`: the Alpaca adapter's settings (also read by the Alpaca quote source).
+    pub alpaca: crate::broker::alpaca::AlpacaSettings,
 }
 
 impl Default for BrokerTable {
     fn default() -> Self {
-        Self { kind: "paper".to_owned() }
+        Self { kind: "paper".to_owned(), alpaca: crate::broker::alpaca::AlpacaSettings::default() }
     }
 }
 
@@ -95,8 +98,8 @@ impl DaemonTable {
         if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("listen", self.listen.clone(), "must be host:port, e.g. 127.0.0.1:8080 (or \"\" for none)");
         }
-        if !matches!(self.quote_source.as_str(), "table" | "simulated") {
-            return bad("quote_source", self.quote_source.clone(), "must be \"table\" or \"simulated\"");
+        if !matches!(self.quote_source.as_str(), "table" | "simulated" | "alpaca") {
+            return bad("quote_source", self.quote_source.clone(), "must be \"table\", \"simulated\" or \"alpaca\"");
         }
         if !(1..=3600).contains(&self.poll_interval_secs) {
             return bad("poll_interval_secs", self.poll_interval_secs.to_string(), "must be within [1, 3600]");
@@ -131,13 +134,19 @@ impl BrokerTable {
     /// [`SettingError`] naming the key.
     pub fn parse(table: Option<&toml::Table>) -> Result<Self, SettingError> {
         let parsed: Self = from_table(table, "broker")?;
-        if parsed.kind != "paper" {
+        if !matches!(parsed.kind.as_str(), "paper" | "alpaca") {
             return Err(SettingError {
                 key: "broker.kind".into(),
                 value: parsed.kind,
-                reason: "this build has the \"paper\" broker only".into(),
+                reason: "must be \"paper\" or \"alpaca\"".into(),
             });
         }
+        parsed.alpaca.validate().map_err(|e| match e {
+            crate::broker::alpaca::AlpacaError::Setting { key, value, reason } => {
+                SettingError { key: key.to_owned(), value, reason }
+            }
+            other => SettingError { key: "broker.alpaca".into(), value: String::new(), reason: other.to_string() },
+        })?;
         Ok(parsed)
     }
 }
@@ -154,8 +163,13 @@ mod tests {
         let table: toml::Table = toml::from_str("lisen = \"x\"").unwrap();
         let error = DaemonTable::parse(Some(&table)).unwrap_err().to_string();
         assert!(error.contains("lisen"), "{error}");
-        let table: toml::Table = toml::from_str("kind = \"alpaca\"").unwrap();
+        let table: toml::Table = toml::from_str("kind = \"ib\"").unwrap();
         assert!(BrokerTable::parse(Some(&table)).unwrap_err().to_string().starts_with("invalid broker.kind"));
+        let table: toml::Table = toml::from_str("kind = \"alpaca\"\n[alpaca]\nlive = true").unwrap();
+        let error = BrokerTable::parse(Some(&table)).unwrap_err().to_string();
+        assert!(error.starts_with("invalid broker.alpaca.live"), "{error}");
+        let table: toml::Table = toml::from_str("kind = \"alpaca\"\n[alpaca]\nrequests_per_minute = 100").unwrap();
+        assert_eq!(BrokerTable::parse(Some(&table)).unwrap().alpaca.requests_per_minute, 100);
         assert_eq!(DaemonTable::parse(None).unwrap(), DaemonTable::default());
     }
 }

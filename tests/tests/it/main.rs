@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc, clippy::disallowed_methods)]
 
+mod alpaca;
 mod append;
 mod audit;
 mod concurrency;
