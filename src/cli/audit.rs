@@ -164,8 +164,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         };
         match args.command {
-            AuditCommand::Explain { recommendation_id, from_log: _ } => {
-                let explanations = audit::explain_from_log(&store, &recommendation_id).await?;
+            AuditCommand::Explain { recommendation_id, from_log } => {
+                let explanations = if from_log {
+                    audit::explain_from_log(&store, &recommendation_id).await?
+                } else {
+                    audit::explain_fast(&store, &recommendation_id).await?
+                };
                 if explanations.is_empty() {
                     eprintln!("recommendation {recommendation_id:?} was never captured");
                     return Ok(ExitCode::from(1));

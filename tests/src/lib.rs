@@ -75,6 +75,12 @@ impl TestDb {
         EventStore::new(self.app_pool())
     }
 
+    /// A store whose connections `SET ROLE tape_reader`, as `tape audit`'s are.
+    #[must_use]
+    pub fn reader_store(&self) -> EventStore {
+        EventStore::new(db::pool(&self.config(Some("tape_reader"))).expect("pool for the test database"))
+    }
+
     /// A store over [`TestDb::app_pool`] with options.
     #[must_use]
     pub fn store_with(&self, options: StoreOptions) -> EventStore {

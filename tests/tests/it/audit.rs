@@ -315,6 +315,10 @@ async fn explain_golden_outputs_cover_act_each_skip_reason_transients_stop_loss_
     let db = TestDb::new().await;
     let store = db.store();
     let cases = crafted(&store).await;
+    let mut client = db.admin().await;
+    crate::projections::catch_up_all(&store, &mut client).await;
+    // Audit reads as the read-only role, as the CLI does.
+    let store = db.reader_store();
     let mut text = String::new();
     let mut reasons = std::collections::BTreeSet::new();
     for (account, id) in &cases {
@@ -361,6 +365,14 @@ async fn explain_golden_outputs_cover_act_each_skip_reason_transients_stop_loss_
     for reason in expected_reasons {
         let covered = reasons.contains(reason) || text.contains(&format!("SKIP {reason} "));
         assert!(covered, "no crafted history ends in or passes through skip {reason}");
+    }
+    for (account, id) in &cases {
+        let fast = audit::explain_fast(&store, id).await.unwrap();
+        let log = audit::explain_from_log(&store, id).await.unwrap();
+        let pick = |xs: &[audit::explain::Explanation]| {
+            xs.iter().find(|x| x.stream_id == ids::account_stream(account)).cloned()
+        };
+        assert_eq!(pick(&fast), pick(&log), "{id}: the indexed path and the log disagree");
     }
     let act = &audit::explain_from_log(&store, "r-act").await.unwrap()[0];
     let trade = act.aftermath.as_ref().and_then(|a| a.trade.as_ref()).expect("the stop-loss closed the trade");

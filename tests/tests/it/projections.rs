@@ -55,7 +55,7 @@ async fn dump(client: &tokio_postgres::Client) -> String {
 
 /// Catches the projections up to the newest event of this database. Other tests'
 /// transactions in the cluster may hold the watermark back for a moment, so this waits.
-async fn catch_up_all(store: &EventStore, client: &mut tokio_postgres::Client) -> u64 {
+pub(crate) async fn catch_up_all(store: &EventStore, client: &mut tokio_postgres::Client) -> u64 {
     let newest: i64 = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.unwrap().get(0);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut events = 0;
