@@ -257,10 +257,16 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
         }
         _ => None,
     });
+    let stream = tape_events::ids::account_stream(&account);
     for (title, id) in [("acted", acted), ("skipped", skipped)] {
-        match id.and_then(|id| crate::explain::explain(&events, &id).map(|text| (id, text))) {
-            Some((id, text)) => say(&format!("\nwhy recommendation {id} was {title}:\n{}", text.trim_end())),
-            None => say(&format!("\n(no {title} recommendation today)")),
+        let Some(id) = id else {
+            say(&format!("\n(no {title} recommendation today)"));
+            continue;
+        };
+        let explanations = crate::audit::explain_from_log(&store, &id).await.map_err(|e| e.to_string())?;
+        if let Some(x) = explanations.iter().find(|x| x.stream_id == stream) {
+            let text = crate::audit::render::explanation_text(x);
+            say(&format!("\nwhy recommendation {id} was {title} (tape audit explain {id}):\n{}", text.trim_end()));
         }
     }
     let check = crate::explain::redecide(&events);
