@@ -146,33 +146,7 @@ impl AccountLedger {
     /// [`LedgerError`]: the store failed (after retries of the same events), or another
     /// writer kept winning. On error the ledger reloads before its next batch.
     pub async fn submit(&mut self, inputs: &[Input]) -> Result<Submitted, LedgerError> {
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            if self.dirty {
-                self.reload().await?;
-            }
-            self.dirty = true;
-            let mut submitted = self.decide(inputs);
-            if submitted.events.is_empty() {
-                self.dirty = false;
-                return Ok(submitted);
-            }
-            let batch: Vec<NewEvent> = submitted
-                .events
-                .iter()
-                .map(|(id, stamped, input_id)| NewEvent::new(*id, stamped, self.metadata(*id, *input_id)))
-                .collect();
-            match self.append_retrying(&batch).await {
-                Ok(outcome) => {
-                    self.version = outcome.version;
-                    self.dirty = false;
-                    submitted.appended = Some(outcome);
-                    return Ok(submitted);
-                }
-                Err(error) if error.is_conflict() => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(LedgerError::Contended { stream: self.stream_id.clone(), attempts: MAX_CONFLICT_RETRIES })
+        self.submit_with(inputs, None, &NoPrelude).await.map(|(submitted, _)| submitted)
     }
 
     /// Like [`AccountLedger::submit`], but before each input (and once more at `until`,
@@ -218,10 +192,6 @@ impl AccountLedger {
             }
         }
         Err(LedgerError::Contended { stream: self.stream_id.clone(), attempts: MAX_CONFLICT_RETRIES })
-    }
-
-    fn decide(&mut self, inputs: &[Input]) -> Submitted {
-        self.decide_with::<NoPrelude>(inputs, None, None)
     }
 
     fn decide_with<P: Prelude>(
