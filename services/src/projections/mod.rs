@@ -38,7 +38,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use rust_decimal::Decimal;
 use tape_events::{upcast, Timestamp};
-use tape_projections::{EventRef, OrderRow, OrderStatus, PositionRow, Projector, Table, TableSet};
+use tape_projections::{Change, EventRef, OrderRow, OrderStatus, PositionRow, Projector, Table, TableSet};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
@@ -358,18 +358,7 @@ async fn run_pass(
             }
         }
         let mask = from.iter().filter(|(_, c)| **c < cursor).fold(TableSet::NONE, |set, (t, _)| set.with(*t));
-        let stored = row.event;
-        let event = upcast::decode(&stored.event_type, stored.schema_version, stored.payload)
-            .map_err(|source| ProjectionError::Decode { position: stored.position, source })?;
-        let stamped = tape_events::Stamped { at: stored.at, event };
-        let reference = EventRef {
-            position: stored.position,
-            event_id: stored.event_id,
-            stream_id: &stored.stream_id,
-            config_hash: stored.metadata.config_hash.as_deref(),
-            stamped: &stamped,
-        };
-        projector.project(&reference, mask, &mut changes);
+        project_stored(projector, row.event, mask, &mut changes)?;
         batch.extend(changes.drain(..));
         report.events += 1;
         unwritten_events += 1;
@@ -380,6 +369,27 @@ async fn run_pass(
     report.batches += 1;
     progress.advance(report.events);
     Ok(report)
+}
+
+/// Decodes a stored event (through the upcasters) and runs it through the projector.
+fn project_stored(
+    projector: &mut Projector,
+    stored: tape_events::StoredEvent,
+    mask: TableSet,
+    changes: &mut Vec<Change>,
+) -> Result<(), ProjectionError> {
+    let event = upcast::decode(&stored.event_type, stored.schema_version, stored.payload)
+        .map_err(|source| ProjectionError::Decode { position: stored.position, source })?;
+    let stamped = tape_events::Stamped { at: stored.at, event };
+    let reference = EventRef {
+        position: stored.position,
+        event_id: stored.event_id,
+        stream_id: &stored.stream_id,
+        config_hash: stored.metadata.config_hash.as_deref(),
+        stamped: &stamped,
+    };
+    projector.project(&reference, mask, changes);
+    Ok(())
 }
 
 /// Catches the projections of `tables` up to the head, once.
@@ -557,18 +567,7 @@ async fn run_stream_pass(
         let row = row?;
         let cursor = row.cursor;
         let mask = upto.iter().filter(|(_, u)| cursor <= **u).fold(TableSet::NONE, |set, (t, _)| set.with(*t));
-        let stored = row.event;
-        let event = upcast::decode(&stored.event_type, stored.schema_version, stored.payload)
-            .map_err(|source| ProjectionError::Decode { position: stored.position, source })?;
-        let stamped = tape_events::Stamped { at: stored.at, event };
-        let reference = EventRef {
-            position: stored.position,
-            event_id: stored.event_id,
-            stream_id: &stored.stream_id,
-            config_hash: stored.metadata.config_hash.as_deref(),
-            stamped: &stamped,
-        };
-        projector.project(&reference, mask, &mut changes);
+        project_stored(projector, row.event, mask, &mut changes)?;
         batch.extend(changes.drain(..));
         report.events += 1;
         if batch.len >= BATCH_CHANGES {
