@@ -11,7 +11,7 @@ use tape_events::{Money, Price, Qty, RejectReason, SizingStep};
 
 use crate::state::State;
 use crate::stats;
-use crate::valuation::{active_pool, available_cash, heat, market_value, open_buy_notional, open_buys, share_of};
+use crate::valuation::{active_pool, available_cash, heat, open_buy_notional, open_buys, share_of};
 
 /// The sector of a ticker with no known sector.
 pub const UNKNOWN_SECTOR: &str = "UNKNOWN";
@@ -116,7 +116,7 @@ pub fn size(request: &Request<'_>) -> Sizing {
             continue;
         }
         let rho = stats::ratio(stats::pearson(&xs, &ys));
-        let mv = market_value(state, held, position);
+        let mv = position.value;
         weighted += mv.value() * rho;
         weights += mv.value();
         per_ticker.insert(held.clone(), Value::String(rho.to_string()));
@@ -145,12 +145,8 @@ pub fn size(request: &Request<'_>) -> Sizing {
     // 3. sector headroom: cap − (held in the sector + open buy notional in the sector).
     let sector = sector_of(state, ticker);
     let cap = share_of(tier.max_sector_pct, pool);
-    let held_in_sector: Money = state
-        .positions
-        .iter()
-        .filter(|(t, _)| sector_of(state, t) == sector)
-        .map(|(t, p)| market_value(state, t, p))
-        .sum();
+    let held_in_sector: Money =
+        state.positions.iter().filter(|(t, _)| sector_of(state, t) == sector).map(|(_, p)| p.value).sum();
     let open_in_sector: Money =
         open_buys(state).filter(|o| sector_of(state, &o.ticker) == sector).map(|o| open_buy_notional(state, o)).sum();
     let headroom = cap - held_in_sector - open_in_sector;
@@ -195,7 +191,7 @@ pub fn size(request: &Request<'_>) -> Sizing {
 
     // 6. absolute cap: available cash, position cap, max_position_dollars.
     let available = available_cash(state);
-    let held_in_ticker = state.positions.get(ticker).map_or_else(Money::zero, |p| market_value(state, ticker, p));
+    let held_in_ticker = state.positions.get(ticker).map_or_else(Money::zero, |p| p.value);
     let position_cap = share_of(tier.max_position_pct, pool) - held_in_ticker;
     let detail = object(json!({
         "available_cash": available,

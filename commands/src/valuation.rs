@@ -2,7 +2,7 @@
 //! prices and portfolio heat. Every amount is rounded to cents where it is produced.
 
 use rust_decimal::Decimal;
-use tape_events::{cents, Money, Price, Side};
+use tape_events::{Money, Price, Side};
 
 use crate::state::{OpenOrder, Position, State};
 
@@ -19,13 +19,8 @@ pub fn mark(state: &State, ticker: &str, position: &Position) -> Decimal {
     last_price(state, ticker).map_or(position.avg_cost, Price::value)
 }
 
-/// `qty × last price`, rounded to cents (kept current by `apply`).
-#[must_use]
-pub const fn market_value(_state: &State, _ticker: &str, position: &Position) -> Money {
-    position.value
-}
-
-/// `cash + Σ market value`.
+/// `cash + Σ market value` (each position's `value` is `qty × last price` in cents, kept
+/// current by `apply`).
 #[must_use]
 pub fn equity(state: &State) -> Money {
     debug_assert_eq!(state.positions_value, state.positions.values().map(|p| p.value).sum::<Money>());
@@ -95,10 +90,4 @@ pub fn threshold(base: Money, pct: Decimal) -> Money {
 #[must_use]
 pub fn share_of(pct: Decimal, amount: Money) -> Money {
     Money::new(pct * amount.value())
-}
-
-/// Rounds a raw decimal to cents.
-#[must_use]
-pub fn to_cents(value: Decimal) -> Money {
-    Money::new(cents(value))
 }

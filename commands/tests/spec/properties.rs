@@ -5,7 +5,7 @@ mod property_tests {
     use proptest::prelude::*;
     use tape_commands::evaluate::{early_outcome, evaluate};
     use tape_commands::schedule::TickCursor;
-    use tape_commands::valuation::{active_pool, available_cash, heat, market_value};
+    use tape_commands::valuation::{active_pool, available_cash, heat};
     use tape_commands::{fold, paper, Engine, Input, State};
     use tape_events::*;
 
@@ -182,7 +182,7 @@ mod property_tests {
                         let ticker = d.ticker.as_deref().unwrap();
                         let tier = state.config.tier(state.tier);
                         let pool = active_pool(&state);
-                        let held = state.positions.get(ticker).map_or_else(Money::zero, |p| market_value(&state, ticker, p));
+                        let held = state.positions.get(ticker).map_or_else(Money::zero, |p| p.value);
                         prop_assert!(amount <= available_cash(&state), "spends reserved or committed cash");
                         prop_assert!(amount <= state.config.max_position_dollars);
                         prop_assert!(amount <= Money::new(tier.max_position_pct * pool.value()) - held);

@@ -13,7 +13,7 @@ pub mod render;
 
 use chrono::NaiveDate;
 use futures_util::{pin_mut, StreamExt, TryStreamExt};
-use tape_commands::calendar::{exchange_date, exchange_instant};
+use tape_commands::calendar::exchange_instant;
 use tape_events::{Event, StoredEvent, Timestamp};
 use tokio_postgres::types::ToSql;
 
@@ -500,10 +500,4 @@ pub async fn verify(
     let report = store.verify_all(expected_heads).await?;
     let immutability = check_immutability(store).await?;
     Ok((report, immutability))
-}
-
-/// The exchange date of an instant (for the `--day` filters).
-#[must_use]
-pub fn day_of(at: Timestamp) -> NaiveDate {
-    exchange_date(at)
 }
