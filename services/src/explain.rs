@@ -19,12 +19,11 @@ pub async fn read_account(store: &EventStore, account: &str) -> Result<Vec<(Uuid
     let mut out = Vec::new();
     while let Some(row) = rows.next().await {
         let stored = row?.event;
-        match stored.decode() {
-            Ok(stamped) => out.push((stored.event_id, stamped)),
-            Err(error) => {
-                tracing::warn!(version = stored.stream_version, %error, "skipping an event that does not decode");
-            }
-        }
+        // A check that skipped what it cannot read would vouch for a stream it never saw.
+        let stamped = stored
+            .decode()
+            .map_err(|error| StoreError::Corrupt { position: stored.position, reason: error.to_string() })?;
+        out.push((stored.event_id, stamped));
     }
     Ok(out)
 }
