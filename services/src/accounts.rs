@@ -5,10 +5,7 @@
 #![allow(clippy::disallowed_methods)] // operator inputs get fresh UUIDv7 ids
 
 use tape_commands::Input;
-use tape_events::{
-    AccountMode, AccountOpened, BreakerKind, BreakerResetRequested, Config, ConfigActivated, Event, Money,
-    ReserveReleaseRequested, Stamped, Timestamp,
-};
+use tape_events::{AccountMode, AccountOpened, Config, ConfigActivated, Event, Money, Stamped, Timestamp};
 use uuid::Uuid;
 
 use crate::ledger::{AccountLedger, LedgerError, Submitted};
@@ -89,41 +86,22 @@ pub async fn load_open(store: EventStore, account: &str, actor: &str) -> Result<
     Ok(ledger)
 }
 
-/// `tape breaker reset`: records `BreakerResetRequested` (and whatever it clears).
+/// Records an operator input (`tape breaker reset`: `BreakerResetRequested`, `tape reserve
+/// release`: `ReserveReleaseRequested`) with whatever it decides. Operator inputs are
+/// always recorded (SPEC 13), with who and why in the payload.
 ///
 /// # Errors
-/// [`AccountError`].
-#[allow(clippy::too_many_arguments)]
-pub async fn reset_breaker(
+/// [`AccountError`], also when the core refuses the input.
+pub async fn submit_operator(
     ledger: &mut AccountLedger,
-    kind: BreakerKind,
-    ticker: Option<String>,
-    actor: &str,
-    reason: &str,
+    request: impl Into<Event>,
     at: Timestamp,
 ) -> Result<Submitted, AccountError> {
-    let request = BreakerResetRequested { kind, ticker, actor: actor.to_owned(), reason: reason.to_owned() };
+    let request = request.into();
+    let what = request.event_type();
     let submitted = ledger.submit(&[input(at, request)]).await?;
     let account = ledger.state().account.as_ref().map(|a| a.account_id.clone()).unwrap_or_default();
-    refused(&account, "the breaker reset", &submitted)?;
-    Ok(submitted)
-}
-
-/// `tape reserve release`: records `ReserveReleaseRequested` (and the transfer, if any).
-///
-/// # Errors
-/// [`AccountError`].
-pub async fn release_reserve(
-    ledger: &mut AccountLedger,
-    amount: Money,
-    actor: &str,
-    reason: &str,
-    at: Timestamp,
-) -> Result<Submitted, AccountError> {
-    let request = ReserveReleaseRequested { amount, actor: actor.to_owned(), reason: reason.to_owned() };
-    let submitted = ledger.submit(&[input(at, request)]).await?;
-    let account = ledger.state().account.as_ref().map(|a| a.account_id.clone()).unwrap_or_default();
-    refused(&account, "the reserve release", &submitted)?;
+    refused(&account, what, &submitted)?;
     Ok(submitted)
 }
 

@@ -63,6 +63,46 @@ pub fn store(config: &tape_services::ServiceConfig) -> anyhow::Result<EventStore
     Ok(EventStore::new(tape_services::db::pool(&config.database)?))
 }
 
+/// Who gives an operator command on which account, and why (recorded in the input).
+#[derive(Debug, clap::Args)]
+pub struct Operator {
+    #[arg(long, value_name = "ID")]
+    pub account: String,
+    /// Who gives the command (recorded).
+    #[arg(long)]
+    pub actor: String,
+    /// Why (recorded).
+    #[arg(long)]
+    pub reason: String,
+    /// The config file (default: ./tape.toml if present).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl Operator {
+    /// Records the operator input `request(actor, reason)` on the account, stamped now.
+    ///
+    /// # Errors
+    /// An empty actor or reason, a bad configuration, an account that is not open, or a
+    /// refused input.
+    pub fn submit<E: Into<tape_events::Event>>(
+        &self,
+        request: impl FnOnce(String, String) -> E,
+    ) -> anyhow::Result<tape_services::ledger::Submitted> {
+        if self.actor.trim().is_empty() || self.reason.trim().is_empty() {
+            anyhow::bail!("--actor and --reason must not be empty");
+        }
+        let loaded = super::daemon::load(self.config.as_deref(), &[])?;
+        let store = store(&loaded.service)?;
+        let request = request(self.actor.clone(), self.reason.clone());
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        runtime.block_on(async {
+            let mut ledger = tape_services::accounts::load_open(store, &self.account, &self.actor).await?;
+            Ok(tape_services::accounts::submit_operator(&mut ledger, request, now()).await?)
+        })
+    }
+}
+
 /// The wall clock's now (operator commands are stamped when they are given).
 #[must_use]
 pub fn now() -> Timestamp {
