@@ -19,9 +19,11 @@ pub enum BenchCommand {
     Replay(ReplayArgs),
 }
 
+/// The PostgreSQL server a benchmark runs on.
 #[derive(Debug, clap::Args)]
-pub struct DaemonArgs {
-    /// Any database on the server (a superuser: the bench creates and drops its own).
+pub struct Server {
+    /// Any database on the server (a superuser: the bench creates its own scratch database
+    /// next to it and drops it at the end).
     #[arg(
         long,
         value_name = "URL",
@@ -29,6 +31,12 @@ pub struct DaemonArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub database_url: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub server: Server,
     #[arg(long, value_name = "URL", env = "TAPE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Single-row transactions for the raw PostgreSQL commit rate.
@@ -44,15 +52,8 @@ pub struct DaemonArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Any database on the server to use (a superuser: the bench creates and drops its
-    /// own database next to it).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "TAPE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub server: Server,
     /// The scenario to store (see docs/BENCHMARKS.md for the 1M-event one).
     #[arg(long, value_name = "FILE")]
     pub scenario: std::path::PathBuf,
@@ -60,15 +61,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
-    /// Any database on the server to use (a superuser: the bench creates and drops its
-    /// own database next to it).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "TAPE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub server: Server,
     /// One-event transactions of the single writer.
     #[arg(long, default_value_t = 2_000)]
     pub single_txns: usize,
@@ -100,7 +94,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
 
 fn daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let options = tape_services::daemon_bench::DaemonBenchOptions {
-        admin_url: args.database_url.clone(),
+        admin_url: args.server.database_url.clone(),
         redis_url: args.redis_url.clone(),
         raw_commits: args.raw_commits.max(1),
         latency_samples: args.latency_samples.clamp(1, 500),
@@ -132,7 +126,7 @@ fn daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
 
 fn store(args: &StoreArgs) -> anyhow::Result<ExitCode> {
     let options = BenchOptions {
-        admin_url: args.database_url.clone(),
+        admin_url: args.server.database_url.clone(),
         single_txns: args.single_txns.max(1),
         batch_txns: args.batch_txns.max(1),
         writers: args.writers.clamp(1, 64),
@@ -160,7 +154,9 @@ fn store(args: &StoreArgs) -> anyhow::Result<ExitCode> {
 fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime
-        .block_on(tape_services::bench_replay::run(&args.database_url, &args.scenario, |step| eprintln!("… {step}")))
+        .block_on(tape_services::bench_replay::run(&args.server.database_url, &args.scenario, |step| {
+            eprintln!("… {step}")
+        }))
         .map_err(anyhow::Error::msg)?;
     println!("{} events in the log (account {})", report.events, report.account);
     println!();
