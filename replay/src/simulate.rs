@@ -98,6 +98,8 @@ struct Run<'o, W: Write, S: Sink> {
     buffer: Vec<Stamped>,
     line_buffer: Vec<u8>,
     sequence: u64,
+    /// The account's key of its input ids (`ids::input_id_key`), set by `AccountOpened`.
+    id_key: u64,
     summary: Summary,
     observer: &'o mut dyn Observer,
 }
@@ -105,10 +107,13 @@ struct Run<'o, W: Write, S: Sink> {
 impl<W: Write, S: Sink> Run<'_, W, S> {
     fn next_id(&mut self, at: Timestamp) -> Uuid {
         self.sequence += 1;
-        ids::deterministic_v7(at, INPUT_ID_SEED, self.sequence)
+        ids::deterministic_v7(at, INPUT_ID_SEED, self.id_key, self.sequence)
     }
 
     fn step(&mut self, stamped: Stamped) -> Result<StepOutcome, SinkError> {
+        if let Event::AccountOpened(opened) = &stamped.event {
+            self.id_key = ids::input_id_key(&opened.account_id);
+        }
         let input = Input { id: self.next_id(stamped.at), stamped };
         self.engine.step(input, &mut self.buffer)
     }
@@ -203,6 +208,7 @@ pub fn run_with<R: BufRead, W: Write, S: Sink>(
         buffer: Vec::with_capacity(64),
         line_buffer: Vec::with_capacity(1024),
         sequence: 0,
+        id_key: 0,
         summary: Summary::default(),
         observer,
     };

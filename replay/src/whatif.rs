@@ -158,7 +158,7 @@ impl WhatIf {
         let start_equity = valuation::equity(&state);
         let mut engine = Engine::new(state.clone());
         let mut out = Vec::new();
-        let id = ids::deterministic_v7(window_start, TICK_ID_SEED, 0);
+        let id = ids::deterministic_v7(window_start, TICK_ID_SEED, 0, 0);
         let activated = ConfigActivated { hash: config.hash(), config: Box::new(config) };
         engine.step(Input { id, stamped: Stamped::new(window_start, activated) }, &mut out)?;
         let before = window_start.minus(chrono::Duration::microseconds(1));
@@ -285,7 +285,7 @@ impl WhatIf {
 
     fn next_id(&mut self, at: Timestamp) -> Uuid {
         self.sequence += 1;
-        ids::deterministic_v7(at, TICK_ID_SEED, self.sequence)
+        ids::deterministic_v7(at, TICK_ID_SEED, 0, self.sequence)
     }
 
     fn ticks(

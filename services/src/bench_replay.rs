@@ -9,7 +9,7 @@
 #![allow(clippy::disallowed_methods)] // benchmarks read the wall clock and mint ids
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::{pin_mut, TryStreamExt};
 use tape_projections::TableSet;
@@ -17,27 +17,11 @@ use tape_replay::simulate::{Options, Quiet};
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
+use crate::measure::{peak_kib, reset_peak, Phase};
 use crate::projections::{self, NoProgress};
 use crate::replay::{self, Window};
 use crate::store::EventStore;
 use crate::{db, describe};
-
-/// One measured phase.
-#[derive(Debug, Clone)]
-pub struct Phase {
-    pub name: &'static str,
-    pub events: u64,
-    pub elapsed: Duration,
-    /// Peak resident memory during the phase, in KiB (`None` off Linux).
-    pub peak_kib: Option<u64>,
-}
-
-impl Phase {
-    #[must_use]
-    pub fn rate(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-}
 
 /// The run's figures.
 #[derive(Debug, Clone)]
@@ -49,16 +33,6 @@ pub struct ReplayBench {
     pub rebuild: Phase,
     pub verify: Phase,
     pub verify_clean: bool,
-}
-
-fn peak_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Runs the benchmark over the scenario at `scenario`.

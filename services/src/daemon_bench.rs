@@ -60,24 +60,6 @@ fn err(e: &(dyn std::error::Error + 'static)) -> String {
     crate::describe(e)
 }
 
-fn rss_peak_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| {
-            t.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .map_or(0.0, |kb: f64| kb / 1024.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 /// Runs the benchmark in a scratch database (dropped at the end).
 ///
 /// # Errors
@@ -225,8 +207,8 @@ async fn run_in(
     }
     latencies.sort_by(f64::total_cmp);
     report.latency_samples = latencies.len();
-    report.latency_p50_ms = percentile(&latencies, 0.50);
-    report.latency_p99_ms = percentile(&latencies, 0.99);
+    report.latency_p50_ms = crate::measure::percentile(&latencies, 0.50);
+    report.latency_p99_ms = crate::measure::percentile(&latencies, 0.99);
     report.latency_max_ms = latencies.last().copied().unwrap_or(0.0);
 
     // 3. Throughput: rows as fast as they can be inserted; until every one is decided.
@@ -269,7 +251,7 @@ async fn run_in(
     report.throughput_events =
         store.stream_head("account-bench").await.map_err(|e| err(&e))?.map_or(0, |h| h.0) - before_events;
     report.throughput_acts = count("OrderPlaced").await? - before_orders;
-    report.peak_rss_mb = rss_peak_mb();
+    report.peak_rss_mb = crate::measure::peak_kib().map_or(0.0, |kib| kib as f64 / 1024.0);
     let _ = stop.send(());
     let _ = daemon.await;
     let keys: Vec<String> =

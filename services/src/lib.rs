@@ -31,6 +31,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bench;
+pub mod bench_audit;
 pub mod bench_replay;
 pub mod broker;
 pub mod check;
@@ -42,6 +43,7 @@ pub mod db;
 pub mod demo;
 pub mod explain;
 pub mod ledger;
+pub mod measure;
 pub mod migrate;
 pub mod projections;
 pub mod quotes;

@@ -17,6 +17,10 @@ pub enum BenchCommand {
     /// Projections rebuild and `replay --verify` of a stored history against raw
     /// `COPY … TO STDOUT` of the same events, in a scratch database dropped at the end.
     Replay(ReplayArgs),
+    /// `tape audit explain` latency and `tape audit verify` throughput on a store of
+    /// 10,000,000 events (real-data scenarios of several accounts), in a scratch database
+    /// dropped at the end unless --keep.
+    Audit(AuditArgs),
 }
 
 /// The PostgreSQL server a benchmark runs on.
@@ -60,6 +64,39 @@ pub struct ReplayArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub server: Server,
+    /// Daily bars the accounts' scenarios are made from.
+    #[arg(long, value_name = "FILE", default_value = "data/bench/sp500_50_2013_2018.csv.gz")]
+    pub bars: std::path::PathBuf,
+    /// Sectors of the bars' tickers (every ticker in it is traded).
+    #[arg(long, value_name = "FILE", default_value = "data/bench/sectors.csv")]
+    pub sectors: std::path::PathBuf,
+    /// Events to store, at least.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Account streams (filled concurrently; each holds at most ~5,000,000 events).
+    #[arg(long, default_value_t = 3)]
+    pub accounts: u32,
+    /// Recommendations explained in process (a third acted, skipped, re-evaluated).
+    #[arg(long, default_value_t = 300)]
+    pub samples: usize,
+    /// Recommendations explained by running `tape audit explain` as a process.
+    #[arg(long, default_value_t = 30)]
+    pub command_samples: usize,
+    /// Recommendations explained with --from-log (and compared with the fast path).
+    #[arg(long, default_value_t = 3)]
+    pub from_log_samples: usize,
+    /// Keep the scratch database, to measure it again with --existing.
+    #[arg(long)]
+    pub keep: bool,
+    /// Measure a database kept by an earlier run instead of building one.
+    #[arg(long, value_name = "DATABASE")]
+    pub existing: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct StoreArgs {
     #[command(flatten)]
     pub server: Server,
@@ -89,6 +126,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Store(args) => store(args),
         BenchCommand::Daemon(args) => daemon(args),
         BenchCommand::Replay(args) => replay(args),
+        BenchCommand::Audit(args) => audit(args),
     }
 }
 
@@ -164,7 +202,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     println!("|---|---:|---:|---:|---:|---:|");
     let raw = report.raw.rate();
     for phase in [&report.setup, &report.raw, &report.rebuild, &report.verify] {
-        let mib = phase.peak_kib.map_or_else(|| "?".to_owned(), |k| format!("{:.0}", k as f64 / 1024.0));
+        let mib = phase.peak_mib();
         println!(
             "| {} | {} | {:.2} | {:.0} | {:.0}% | {mib} |",
             phase.name,
@@ -176,5 +214,80 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     println!();
     println!("verify {}", if report.verify_clean { "passed (no divergence)" } else { "FOUND DIVERGENCES" });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.events > 0, "invalid --events 0: expected at least one event");
+    anyhow::ensure!(args.accounts > 0, "invalid --accounts 0: expected at least one account");
+    anyhow::ensure!(args.samples > 0, "invalid --samples 0: expected at least one recommendation");
+    let options = tape_services::bench_audit::AuditBenchOptions {
+        admin_url: args.server.database_url.clone(),
+        bars: args.bars.clone(),
+        sectors: args.sectors.clone(),
+        events: args.events,
+        accounts: args.accounts,
+        samples: args.samples,
+        command_samples: args.command_samples,
+        from_log_samples: args.from_log_samples,
+        tape_exe: std::env::current_exe().ok(),
+        keep: args.keep,
+        existing: args.existing.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let r = runtime
+        .block_on(tape_services::bench_audit::run(&options, |step| eprintln!("… {step}")))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "{} events in {} streams, {} trading decisions; database {} ({:.1} GiB){}",
+        r.events,
+        r.streams,
+        r.decisions,
+        r.database,
+        r.database_bytes as f64 / f64::from(1u32 << 30),
+        if r.kept { ", kept" } else { ", dropped" }
+    );
+    let strata: Vec<String> = r.strata.iter().map(|(name, n)| format!("{n} {name}")).collect();
+    println!(
+        "explained: {} ({} explanations: a recommendation captured by several accounts has one each)",
+        strata.join(", "),
+        r.explanations
+    );
+    println!();
+    println!("| measurement | samples | p50 | p90 | p99 | max | goal |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    let row = |name: &str, l: &tape_services::bench_audit::Latency, goal: &str| {
+        println!(
+            "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {goal} |",
+            l.samples, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+        );
+    };
+    let mark = if r.explain.p99_ms < 50.0 { "✔" } else { "✘" };
+    row("explain, in process (fast path + text)", &r.explain, &format!("< 50 ms {mark}"));
+    if let Some(command) = &r.command {
+        row("`tape audit explain ID`, the whole process", command, "—");
+    }
+    row(&format!("explain --from-log ({} agreed with the fast path)", r.from_log_agreed), &r.from_log, "—");
+    println!();
+    println!("| measurement | events | seconds | events/s | vs raw read-out | peak RSS (MiB) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let raw = r.raw.rate();
+    for phase in [r.setup.as_ref(), r.projections.as_ref(), Some(&r.raw), Some(&r.verify)].into_iter().flatten() {
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {:.0}% | {} |",
+            phase.name,
+            phase.events,
+            phase.elapsed.as_secs_f64(),
+            phase.rate(),
+            100.0 * phase.rate() / raw,
+            phase.peak_mib()
+        );
+    }
+    println!();
+    println!(
+        "verify: chains {}, {} of 3 statements refused",
+        if r.verify_intact { "intact" } else { "BROKEN" },
+        r.immutability_refused
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -218,3 +218,43 @@ async fn lowering_min_confidence_turns_exactly_the_confidence_skip_above_it_into
     assert_eq!(report.changed().count(), 0, "{:#?}", report.decisions);
     assert_eq!(report.live, report.what_if);
 }
+
+/// Two accounts simulated over the same instants (the same scenario, another account id)
+/// share one store: their deterministic input ids differ (`ids::input_id_key`), each
+/// stream replays clean, and a recommendation both captured has two explanations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_simulated_over_the_same_instants_share_one_store() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let first = sample_until("2017-01-04");
+    let second =
+        String::from_utf8(first.clone()).unwrap().replacen("\"account_id\":\"demo\"", "\"account_id\":\"twin\"", 1);
+    let a = store_scenario(&store, first, Config::default()).await;
+    let b = store_scenario(&store, second.into_bytes(), Config::default()).await;
+    assert_eq!((a.stream_id.as_str(), b.stream_id.as_str()), ("account-demo", "account-twin"));
+    assert_eq!(a.version, b.version, "the same inputs make as many events");
+
+    let mut client = db.admin().await;
+    catch_up_all(&store, &mut client).await;
+    let window = Window { from: day("2017-01-03"), to: day("2017-01-03") };
+    for account in ["demo", "twin"] {
+        let report = replay::verify(&store, &mut client, account, window, &mut replay::Quiet).await.unwrap();
+        assert!(report.is_clean(), "{account}: {:?}", report.divergences);
+    }
+    let acted: String = client
+        .query_one(
+            "SELECT recommendation_id FROM trading_decisions WHERE decision = 'act' ORDER BY position LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let explained = tape_services::audit::explain_fast(&db.reader_store(), &acted).await.unwrap();
+    let streams: Vec<&str> = explained.iter().map(|x| x.stream_id.as_str()).collect();
+    assert_eq!(streams, ["account-demo", "account-twin"]);
+    assert_eq!(explained[0].orders.len(), explained[1].orders.len());
+    assert_ne!(
+        explained[0].orders[0].order.order_id, explained[1].orders[0].order.order_id,
+        "order ids differ by account"
+    );
+}
