@@ -197,6 +197,22 @@ impl Explainer {
         !self.closed && self.followed.as_deref() == Some(ticker)
     }
 
+    /// The event types [`Explainer::feed`] reacts to: it may be fed only these (in stream
+    /// order) and gives the same explanation. Keep in step with `feed`'s arms.
+    pub const FED_TYPES: [&'static str; 11] = [
+        "RecommendationReceived",
+        "PreTradeCheckEvaluated",
+        "SizingStepApplied",
+        "TradingDecisionRecorded",
+        "OrderPlaced",
+        "OrderSubmitted",
+        "OrderFilled",
+        "OrderRejected",
+        "OrderCanceled",
+        "StopLossTriggered",
+        "TradeClosed",
+    ];
+
     /// Watches the next event of the stream.
     pub fn feed(&mut self, event: &AuditEvent) {
         let place = Place::of(event);

@@ -310,6 +310,26 @@ fn golden(name: &str, actual: &str) {
     );
 }
 
+/// The explanation of `id` fed every event of the account's stream, unfiltered.
+async fn explain_whole_stream(store: &EventStore, account: &str, id: &str) -> audit::explain::Explanation {
+    use futures_util::StreamExt;
+    let stream = ids::account_stream(account);
+    let mut explainer = audit::explain::Explainer::new(id, &stream);
+    let mut rows = store.stream_stream(&stream, 1).await.unwrap();
+    while let Some(row) = rows.next().await {
+        let stored = row.unwrap().event;
+        explainer.feed(&audit::explain::AuditEvent {
+            position: stored.position,
+            stream_id: stored.stream_id.clone(),
+            stream_version: stored.stream_version,
+            event_id: stored.event_id,
+            stamped: stored.decode().unwrap(),
+            metadata: stored.metadata.clone(),
+        });
+    }
+    explainer.finish().expect("captured")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_golden_outputs_cover_act_each_skip_reason_transients_stop_loss_and_breaker() {
     let db = TestDb::new().await;
@@ -373,6 +393,8 @@ async fn explain_golden_outputs_cover_act_each_skip_reason_transients_stop_loss_
             xs.iter().find(|x| x.stream_id == ids::account_stream(account)).cloned()
         };
         assert_eq!(pick(&fast), pick(&log), "{id}: the indexed path and the log disagree");
+        // `--from-log` reads only `Explainer::FED_TYPES`: the whole stream fed gives the same.
+        assert_eq!(pick(&log), Some(explain_whole_stream(&store, account, id).await), "{id}: FED_TYPES misses a type");
     }
     let act = &audit::explain_from_log(&store, "r-act").await.unwrap()[0];
     let trade = act.aftermath.as_ref().and_then(|a| a.trade.as_ref()).expect("the stop-loss closed the trade");
