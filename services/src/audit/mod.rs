@@ -64,7 +64,7 @@ async fn for_each_event(
 ) -> Result<(), AuditError> {
     let client = store.pool().get().await?;
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events {sql_after_from}");
-    let statement = client.prepare(&sql).await?;
+    let statement = client.prepare_cached(&sql).await?;
     let rows = client.query_raw(&statement, params.iter().copied()).await?;
     pin_mut!(rows);
     while let Some(row) = rows.try_next().await? {
