@@ -224,7 +224,7 @@ pub fn run_with<R: BufRead, W: Write, S: Sink>(
         }
         line += 1;
         bytes += read as u64;
-        if line % 4096 == 0 {
+        if line.is_multiple_of(4096) {
             run.observer.progress(bytes);
         }
         if text.trim().is_empty() {

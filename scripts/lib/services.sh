@@ -77,23 +77,23 @@ tape_ensure_rust() {
     printf 'cargo was not found: installing the Rust toolchain with rustup (https://rustup.rs)\n' >&2
     command -v curl >/dev/null 2>&1 || tape_apt_install curl ca-certificates || tape_die "could not install curl"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt ||
-        tape_die "rustup could not be installed (no network?). Install Rust 1.85 or newer from https://rustup.rs and retry"
+        tape_die "rustup could not be installed (no network?). Install Rust 1.87 or newer from https://rustup.rs and retry"
     export PATH="$HOME/.cargo/bin:$PATH"
     command -v cargo >/dev/null 2>&1 || tape_die "rustup ran but cargo is still not on PATH"
 }
 
-# tape needs the rust-version of Cargo.toml (1.85); an older toolchain fails to build with
+# tape needs the rust-version of Cargo.toml (1.87); an older toolchain fails to build with
 # a less helpful message.
 tape_check_rust_version() {
     local version minor
     version=$(rustc --version 2>/dev/null | awk '{print $2}')
     minor=$(printf '%s\n' "$version" | cut -d. -f2)
-    if [ -n "$minor" ] && [ "$minor" -lt 85 ] 2>/dev/null; then
+    if [ -n "$minor" ] && [ "$minor" -lt 87 ] 2>/dev/null; then
         if command -v rustup >/dev/null 2>&1; then
-            tape_info "rustc $version is older than 1.85: updating with rustup"
-            rustup update stable || tape_die "rustup update failed: tape needs Rust 1.85 or newer (rustc $version)"
+            tape_info "rustc $version is older than 1.87: updating with rustup"
+            rustup update stable || tape_die "rustup update failed: tape needs Rust 1.87 or newer (rustc $version)"
         else
-            tape_die "rustc $version is older than 1.85, which tape needs: install Rust from https://rustup.rs"
+            tape_die "rustc $version is older than 1.87, which tape needs: install Rust from https://rustup.rs"
         fi
     fi
 }

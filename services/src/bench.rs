@@ -344,7 +344,7 @@ impl Sequence {
             order_id: Uuid::now_v7(),
             fill_id: format!("fill-{n}"),
             ticker: "AAPL".to_owned(),
-            side: if n % 2 == 0 { Side::Buy } else { Side::Sell },
+            side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
             qty: Qty(n % 300 + 1),
             price: Price::new(rust_decimal::Decimal::new(17_615 + i64::try_from(n % 5_000).unwrap_or(0), 2)),
         });

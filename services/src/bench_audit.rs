@@ -159,10 +159,13 @@ fn span() -> (NaiveDate, NaiveDate) {
 async fn build(options: &AuditBenchOptions, url: &str, progress: &impl Fn(&str)) -> Result<(Phase, Phase), String> {
     let bars_name = options.bars.display().to_string();
     let sectors_name = options.sectors.display().to_string();
-    let open = |path: &Path| std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()));
-    let sectors = from_bars::read_sectors(open(&options.sectors)?, &sectors_name).map_err(|e| e.to_string())?;
+    let open = |what: &str, path: &Path| {
+        std::fs::File::open(path).map_err(|e| format!("cannot open the {what} file {}: {e}", path.display()))
+    };
+    let sectors =
+        from_bars::read_sectors(open("sectors", &options.sectors)?, &sectors_name).map_err(|e| e.to_string())?;
     let tickers: BTreeSet<String> = sectors.sectors.keys().cloned().collect();
-    let bars = from_bars::read_bars(open(&options.bars)?, &bars_name, &tickers).map_err(|e| e.to_string())?;
+    let bars = from_bars::read_bars(open("bars", &options.bars)?, &bars_name, &tickers).map_err(|e| e.to_string())?;
     let tickers: BTreeSet<String> = bars.bars.keys().cloned().collect();
     let sources = Arc::new((bars, sectors));
     let accounts = options.accounts.max(1);

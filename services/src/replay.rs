@@ -139,7 +139,7 @@ pub async fn verify(
     while let Some(row) = rows.next().await {
         let event = recorded(row?.event);
         read += 1;
-        if read % 65_536 == 0 {
+        if read.is_multiple_of(65_536) {
             progress.events(read);
         }
         if event.at >= end {
@@ -299,7 +299,7 @@ pub async fn what_if(
     while let Some(row) = rows.next().await {
         let event = recorded(row?.event);
         read += 1;
-        if read % 65_536 == 0 {
+        if read.is_multiple_of(65_536) {
             progress.events(read);
         }
         if event.at >= end {

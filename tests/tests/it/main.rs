@@ -8,6 +8,7 @@
 mod alpaca;
 mod append;
 mod audit;
+mod bench;
 mod concurrency;
 mod daemon;
 mod immutability;
