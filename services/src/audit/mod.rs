@@ -94,7 +94,7 @@ pub async fn streams_of_recommendation(store: &EventStore, recommendation_id: &s
 
 /// Explains a recommendation from the log alone: every account stream that captured it,
 /// read in version order. Only the event types the explainer reacts to are sent
-/// ([`Explainer::FED_TYPES`]: a tenth of a real stream, which is mostly quotes); the
+/// ([`Explainer::FED_TYPES`]: one row in twenty of a real stream, mostly quotes); the
 /// server still reads the whole stream, so this is linear in its length.
 ///
 /// # Errors
