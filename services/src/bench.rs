@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use tape_events::chain::{self, Hash, GENESIS};
 use tape_events::payload::{Event, OrderFilled};
 use tape_events::{Metadata, NewEvent, Price, Qty, Side, Timestamp};
@@ -544,14 +544,7 @@ async fn compare_read_out(store: &EventStore, raw_pool: &Pool) -> Result<BenchRo
     for _ in 0..ROUNDS {
         let client = raw_pool.get().await?;
         let started = std::time::Instant::now();
-        let copy = client.copy_out("COPY events TO STDOUT").await?;
-        futures_util::pin_mut!(copy);
-        let mut bytes = 0usize;
-        let mut rows = 0usize;
-        while let Some(chunk) = copy.try_next().await? {
-            bytes += chunk.len();
-            rows += chunk.iter().filter(|&&b| b == b'\n').count();
-        }
+        let rows = crate::measure::copy_rows(&client, "COPY events TO STDOUT").await?;
         best_raw = best_raw.max(rows as f64 / started.elapsed().as_secs_f64());
         drop(client);
 
@@ -564,7 +557,7 @@ async fn compare_read_out(store: &EventStore, raw_pool: &Pool) -> Result<BenchRo
         }
         best_store = best_store.max(read as f64 / started.elapsed().as_secs_f64());
         events = read;
-        tracing::debug!(bytes, rows, read, "read-out pass");
+        tracing::debug!(rows, read, "read-out pass");
     }
     Ok(BenchRow {
         name: "global read-out (decoded StoredEvents vs COPY bytes)".to_owned(),

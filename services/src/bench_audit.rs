@@ -33,14 +33,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use futures_util::{pin_mut, TryStreamExt};
 use tape_projections::TableSet;
 use tape_replay::from_bars::{self, BarSet, FromBarsError, Params, SectorSet, Sources};
 use tape_replay::simulate::{Options, Quiet};
 
 use crate::audit::{self, render::explanation_text};
 use crate::config::DatabaseConfig;
-use crate::measure::{peak_kib, percentile, reset_peak, Phase};
+use crate::measure::{peak_kib, percentile, raw_read_out, reset_peak, Phase};
 use crate::projections::{self, NoProgress};
 use crate::store::EventStore;
 use crate::{db, describe};
@@ -398,26 +397,7 @@ async fn measure(
     let from_log = Latency::of(millis);
 
     progress("raw read-out in chain order: COPY (SELECT … ORDER BY stream_id, stream_version) TO STDOUT");
-    reset_peak();
-    let started = Instant::now();
-    let copy = client
-        .copy_out(&format!(
-            "COPY (SELECT {} FROM events ORDER BY stream_id, stream_version) TO STDOUT",
-            crate::store::EVENT_COLUMNS
-        ))
-        .await
-        .map_err(|e| describe(&e))?;
-    pin_mut!(copy);
-    let mut lines: u64 = 0;
-    while let Some(chunk) = copy.try_next().await.map_err(|e| describe(&e))? {
-        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-    }
-    let raw = Phase {
-        name: "raw COPY … TO STDOUT (chain order)",
-        events: lines,
-        elapsed: started.elapsed(),
-        peak_kib: peak_kib(),
-    };
+    let raw = raw_read_out(&client, "raw COPY … TO STDOUT (chain order)", "stream_id, stream_version").await?;
 
     progress("tape audit verify: every chain recomputed, then the immutability probe");
     let owner = EventStore::new(

@@ -11,13 +11,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use futures_util::{pin_mut, TryStreamExt};
 use tape_projections::TableSet;
 use tape_replay::simulate::{Options, Quiet};
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
-use crate::measure::{peak_kib, reset_peak, Phase};
+use crate::measure::{peak_kib, raw_read_out, reset_peak, Phase};
 use crate::projections::{self, NoProgress};
 use crate::replay::{self, Window};
 use crate::store::EventStore;
@@ -73,21 +72,8 @@ async fn run_in(url: &str, scenario: &Path, progress: &impl Fn(&str)) -> Result<
     client.batch_execute("VACUUM ANALYZE events").await.map_err(|e| describe(&e))?;
 
     progress("raw read-out: COPY (SELECT … FROM events ORDER BY tx_id, position) TO STDOUT");
-    reset_peak();
-    let started = Instant::now();
-    let copy = client
-        .copy_out(
-            "COPY (SELECT position, tx_id, stream_id, stream_version, event_id, event_type, schema_version, payload, \
-             metadata, at, recorded_at, prev_hash, hash FROM events ORDER BY tx_id, position) TO STDOUT",
-        )
-        .await
-        .map_err(|e| describe(&e))?;
-    pin_mut!(copy);
-    let mut lines: u64 = 0;
-    while let Some(chunk) = copy.try_next().await.map_err(|e| describe(&e))? {
-        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-    }
-    let raw = Phase { name: "raw COPY … TO STDOUT", events: lines, elapsed: started.elapsed(), peak_kib: peak_kib() };
+    let raw = raw_read_out(&client, "raw COPY … TO STDOUT", "tx_id, position").await?;
+    let lines = raw.events;
 
     progress("rebuild of every projection");
     reset_peak();

@@ -1,6 +1,11 @@
-//! What the `tape bench …` commands share: measured phases, peak memory, percentiles.
+//! What the `tape bench …` commands share: measured phases, peak memory, percentiles,
+//! the raw read-out.
 
-use std::time::Duration;
+#![allow(clippy::disallowed_methods)] // benchmarks read the wall clock
+
+use std::time::{Duration, Instant};
+
+use futures_util::{pin_mut, TryStreamExt};
 
 /// One measured phase of a benchmark.
 #[derive(Debug, Clone)]
@@ -48,6 +53,37 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let index = ((sorted.len() as f64 - 1.0) * p.clamp(0.0, 1.0)).round() as usize;
     sorted[index.min(sorted.len() - 1)]
+}
+
+/// Runs `COPY … TO STDOUT` and counts its rows (newlines) without decoding anything: the
+/// raw read-out every read path is measured against.
+///
+/// # Errors
+/// The database's error.
+pub async fn copy_rows(client: &tokio_postgres::Client, copy_sql: &str) -> Result<u64, tokio_postgres::Error> {
+    let copy = client.copy_out(copy_sql).await?;
+    pin_mut!(copy);
+    let mut rows: u64 = 0;
+    while let Some(chunk) = copy.try_next().await? {
+        rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    Ok(rows)
+}
+
+/// The raw read-out of every column of `events` in `order_by` order, as a phase.
+///
+/// # Errors
+/// The database's error, described.
+pub async fn raw_read_out(
+    client: &tokio_postgres::Client,
+    name: &'static str,
+    order_by: &str,
+) -> Result<Phase, String> {
+    let sql = format!("COPY (SELECT {} FROM events ORDER BY {order_by}) TO STDOUT", crate::store::EVENT_COLUMNS);
+    reset_peak();
+    let started = Instant::now();
+    let events = copy_rows(client, &sql).await.map_err(|e| crate::describe(&e))?;
+    Ok(Phase { name, events, elapsed: started.elapsed(), peak_kib: peak_kib() })
 }
 
 #[cfg(test)]
