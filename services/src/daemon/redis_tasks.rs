@@ -136,8 +136,10 @@ pub async fn outbox_relay(
     drop(client);
     let queue = keys.orders();
     loop {
-        let events = store.read_stream(&stream, checkpoint + 1, 500).await.map_err(|e| pg(&e))?;
-        if events.is_empty() {
+        // Only the orders are read; the checkpoint moves to the head read with them.
+        let (last, placed) =
+            store.read_stream_type(&stream, checkpoint, "OrderPlaced", 500).await.map_err(|e| pg(&e))?;
+        if last == checkpoint {
             let version = shared.status(&account).map_or(checkpoint, |s| s.version);
             m::outbox_lag(&account, (version - checkpoint).max(0));
             shared.update_status(&account, |s| s.relayed_version = checkpoint);
@@ -147,12 +149,8 @@ pub async fn outbox_relay(
             }
             continue;
         }
-        let last = events.last().map_or(checkpoint, |e| e.stream_version);
         let mut jobs = Vec::new();
-        for stored in &events {
-            if stored.event_type != "OrderPlaced" {
-                continue;
-            }
+        for stored in &placed {
             if let Ok(tape_events::Stamped { event: Event::OrderPlaced(placed), .. }) = stored.decode() {
                 let job = OrderJob::from_placed(&account, &placed);
                 jobs.push(serde_json::to_string(&job).unwrap_or_default());
@@ -186,15 +184,19 @@ pub async fn outbox_relay(
                 }
             }
         }
-        let client = store.pool().get().await.map_err(|e| pg(&e))?;
-        client
-            .execute(
-                "INSERT INTO outbox_checkpoints (account_id, stream_version) VALUES ($1, $2) ON CONFLICT (account_id) \
-                 DO UPDATE SET stream_version = EXCLUDED.stream_version, updated_at = now()",
-                &[&account, &last],
-            )
-            .await
-            .map_err(|e| pg(&e))?;
+        // Stored after a push (at least once); an advance over events that are not orders
+        // is cheap to read again after a restart, so it is not written.
+        if !jobs.is_empty() {
+            let client = store.pool().get().await.map_err(|e| pg(&e))?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO outbox_checkpoints (account_id, stream_version) VALUES ($1, $2) \
+                     ON CONFLICT (account_id) DO UPDATE SET stream_version = EXCLUDED.stream_version, updated_at = now()",
+                )
+                .await
+                .map_err(|e| pg(&e))?;
+            client.execute(&statement, &[&account, &last]).await.map_err(|e| pg(&e))?;
+        }
         checkpoint = last;
     }
 }

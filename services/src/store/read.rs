@@ -75,31 +75,52 @@ impl<'a> FromSql<'a> for Xid8 {
     }
 }
 
+/// The columns every read selects, in the order [`decode_row`] expects (a macro, so that
+/// the queries below can `concat!` it).
+macro_rules! event_columns {
+    () => {
+        "position, tx_id, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, at, \
+         recorded_at, prev_hash, hash"
+    };
+}
+
 /// The columns every read selects, in the order [`decode_row`] expects.
-pub(crate) const EVENT_COLUMNS: &str = "position, tx_id, stream_id, stream_version, event_id, event_type, \
-     schema_version, payload, metadata, at, recorded_at, prev_hash, hash";
+pub(crate) const EVENT_COLUMNS: &str = event_columns!();
 
-const READ_ALL_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
-     schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
-     FROM events \
-     WHERE (tx_id, position) > ($1, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-     ORDER BY tx_id, position LIMIT $3";
+const READ_ALL_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE (tx_id, position) > ($1, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY tx_id, position LIMIT $3"
+);
 
-const STREAM_ALL_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
-     schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
-     FROM events \
-     WHERE (tx_id, position) > ($1, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-     ORDER BY tx_id, position";
+const STREAM_ALL_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE (tx_id, position) > ($1, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY tx_id, position"
+);
 
-const READ_STREAM_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
-     schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
-     FROM events WHERE stream_id = $1 AND stream_version >= $2 \
-     ORDER BY stream_version LIMIT $3";
+const READ_STREAM_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
+);
 
-const STREAM_STREAM_SQL: &str = "SELECT position, tx_id, stream_id, stream_version, event_id, event_type, \
-     schema_version, payload, metadata, at, recorded_at, prev_hash, hash \
-     FROM events WHERE stream_id = $1 AND stream_version >= $2 \
-     ORDER BY stream_version";
+const STREAM_STREAM_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
+);
+
+const STREAM_HEAD_SQL: &str = "SELECT version FROM streams WHERE stream_id = $1";
+
+const READ_STREAM_TYPE_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE stream_id = $1 AND stream_version > $2 AND stream_version <= $3 AND event_type = $4 \
+     ORDER BY stream_version LIMIT $5"
+);
 
 const WATERMARK_SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())";
 
@@ -180,6 +201,36 @@ impl EventStore {
         let statement = client.prepare_cached(READ_STREAM_SQL).await?;
         let rows = client.query(&statement, &[&stream_id, &from_version, &limit_param(limit)]).await?;
         rows.iter().map(|row| decode_row(row).map(|e| e.event)).collect()
+    }
+
+    /// Up to `limit` events of one type in a stream after version `after`, and the version
+    /// read up to: the stream's head as of the call, or the last event returned when
+    /// `limit` of them came back. Pass that version as the next `after`.
+    ///
+    /// A stream's versions commit in order (each append moves its head row), so every
+    /// version up to the head read first is visible to the query that follows it.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database failure or an undecodable row.
+    pub async fn read_stream_type(
+        &self,
+        stream_id: &str,
+        after: i64,
+        event_type: &str,
+        limit: usize,
+    ) -> Result<(i64, Vec<StoredEvent>), StoreError> {
+        let client = self.inner.pool.get().await?;
+        let head = client.prepare_cached(STREAM_HEAD_SQL).await?;
+        let head: i64 = client.query_opt(&head, &[&stream_id]).await?.map_or(Ok(0), |r| r.try_get(0))?;
+        if head <= after {
+            return Ok((after, Vec::new()));
+        }
+        let statement = client.prepare_cached(READ_STREAM_TYPE_SQL).await?;
+        let rows = client.query(&statement, &[&stream_id, &after, &head, &event_type, &limit_param(limit)]).await?;
+        let events: Vec<StoredEvent> =
+            rows.iter().map(|row| decode_row(row).map(|e| e.event)).collect::<Result<_, _>>()?;
+        let upto = if events.len() >= limit { events.last().map_or(head, |e| e.stream_version) } else { head };
+        Ok((upto, events))
     }
 
     /// Every event of a stream from version `from_version` on, streamed (bounded memory).

@@ -79,4 +79,17 @@ async fn pages_and_the_stream_read_the_same_events_in_the_same_order() {
     assert_eq!(b.iter().map(|e| e.event.stream_version).collect::<Vec<_>>(), [2, 3, 4]);
     let b_page = store.read_stream("account-b", 2, 2).await.unwrap();
     assert_eq!(b_page.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [2, 3]);
+
+    // One type only (the outbox relay's read): up to the head, or to the last returned
+    // event when the limit is reached.
+    let versions = |events: &[tape_events::StoredEvent]| events.iter().map(|e| e.stream_version).collect::<Vec<_>>();
+    let (upto, first) = store.read_stream_type("account-b", 0, "OrderFilled", 3).await.unwrap();
+    assert_eq!((upto, versions(&first)), (3, vec![1, 2, 3]));
+    let (upto, rest) = store.read_stream_type("account-b", upto, "OrderFilled", 3).await.unwrap();
+    assert_eq!((upto, versions(&rest)), (4, vec![4]));
+    let (upto, none) = store.read_stream_type("account-b", upto, "OrderFilled", 3).await.unwrap();
+    assert_eq!((upto, none.len()), (4, 0));
+    let (upto, other) = store.read_stream_type("account-b", 0, "OrderPlaced", 3).await.unwrap();
+    assert_eq!((upto, other.len()), (4, 0), "no such event up to the head");
+    assert_eq!(store.read_stream_type("account-none", 0, "OrderPlaced", 3).await.unwrap(), (0, Vec::new()));
 }
