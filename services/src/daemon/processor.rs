@@ -231,7 +231,9 @@ impl Processor {
             }
             changed
         });
-        let _ = self.cache.try_send(super::redis_tasks::CacheDelta { consumed, breakers });
+        if !consumed.is_empty() {
+            let _ = self.cache.try_send(super::redis_tasks::CacheDelta { consumed });
+        }
         self.shared.update_status(&self.account, |s| {
             s.version = self.ledger.version();
             s.observe(state, self.last_at);

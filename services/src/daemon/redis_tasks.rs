@@ -93,11 +93,11 @@ impl RedisLink {
     }
 }
 
-/// What the processor tells the cache task after a commit.
+/// What the processor tells the cache task after a commit that consumed recommendations
+/// (the breakers travel through their `watch` channel, which keeps only the newest).
 #[derive(Debug, Clone, Default)]
 pub struct CacheDelta {
     pub consumed: Vec<String>,
-    pub breakers: String,
 }
 
 /// The breaker cache's value: the active breakers as JSON.
@@ -211,7 +211,7 @@ pub async fn caches(
     keys: Keys,
     mut redis: RedisLink,
     mut deltas: mpsc::Receiver<CacheDelta>,
-    breakers: watch::Receiver<String>,
+    mut breakers: watch::Receiver<String>,
 ) -> Result<(), String> {
     let (dedupe_key, breaker_key) = (keys.dedupe(&account), keys.breaker(&account));
     let mut rebuild = true;
@@ -223,12 +223,21 @@ pub async fn caches(
                 if rebuild { continue; }
                 let result = async {
                     let conn = redis.get().await?;
-                    let mut pipe = redis::pipe();
-                    if !delta.consumed.is_empty() {
-                        pipe.cmd("SADD").arg(&dedupe_key).arg(&delta.consumed).ignore();
-                    }
-                    pipe.cmd("SET").arg(&breaker_key).arg(&delta.breakers).ignore();
-                    pipe.query_async::<()>(conn).await.map_err(|e| e.to_string())
+                    redis::cmd("SADD").arg(&dedupe_key).arg(&delta.consumed).query_async::<()>(conn).await.map_err(|e| e.to_string())
+                }.await;
+                if let Err(error) = result {
+                    tracing::debug!(%account, %error, "cache write failed; rebuilding when redis answers");
+                    m::redis_up(false);
+                    rebuild = true;
+                }
+            }
+            changed = breakers.changed() => {
+                if changed.is_err() { return Ok(()) };
+                if rebuild { continue; }
+                let breaker = breakers.borrow_and_update().clone();
+                let result = async {
+                    let conn = redis.get().await?;
+                    redis::cmd("SET").arg(&breaker_key).arg(&breaker).query_async::<()>(conn).await.map_err(|e| e.to_string())
                 }.await;
                 if let Err(error) = result {
                     tracing::debug!(%account, %error, "cache write failed; rebuilding when redis answers");
@@ -249,7 +258,7 @@ pub async fn caches(
                     }
                 }
                 let consumed = consumed_ids(&store, &account).await?;
-                let breaker = breakers.borrow().clone();
+                let breaker = breakers.borrow_and_update().clone();
                 let result = async {
                     let conn = redis.get().await?;
                     let mut pipe = redis::pipe();
