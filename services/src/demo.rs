@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveTime};
+use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
@@ -239,15 +240,15 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
     daemon_task.await.map_err(|e| e.to_string())??;
 
     // Summary, explanations, verification.
-    let events = crate::explain::read_account(&store, &account).await.map_err(|e| e.to_string())?;
+    let events = read_account(&store, &account).await?;
     summarize(&events, inserted, say);
-    let acted = events.iter().find_map(|(_, s)| match &s.event {
+    let acted = events.iter().find_map(|s| match &s.event {
         Event::TradingDecisionRecorded(d) if d.decision == tape_events::Outcome::Act => {
             Some(d.recommendation_id.clone())
         }
         _ => None,
     });
-    let skipped = events.iter().find_map(|(_, s)| match &s.event {
+    let skipped = events.iter().find_map(|s| match &s.event {
         Event::TradingDecisionRecorded(d)
             if d.decision == tape_events::Outcome::Skip
                 && d.is_final
@@ -269,21 +270,43 @@ pub async fn run(options: DemoOptions, say: &(dyn Fn(&str) + Sync)) -> Result<()
             say(&format!("\nwhy recommendation {id} was {title} (tape audit explain {id}):\n{}", text.trim_end()));
         }
     }
-    let check = crate::explain::redecide(&events);
-    if check.divergences.is_empty() {
+    // The day decided again from an empty state, as `tape replay --verify` does it.
+    let (first, last) = crate::replay::stream_days(&store, &account)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("account {account} recorded nothing"))?;
+    let window = crate::replay::Window { from: first, to: last };
+    let (check, read) = crate::replay::decide_again(&store, &account, window, &mut crate::replay::Quiet)
+        .await
+        .map_err(|e| e.to_string())?;
+    if check.counts.divergences == 0 {
         say(&format!(
-            "\nverify: folded {} events from scratch and re-decided {} inputs through the core: all {} decisions identical",
-            events.len(),
-            check.inputs,
-            check.decisions
+            "\nverify: read {read} events and re-decided {} inputs through the core from scratch: all {} decisions identical",
+            check.counts.inputs, check.counts.decisions
         ));
         Ok(())
     } else {
         for d in &check.divergences {
-            say(&format!("divergence: {d}"));
+            say(&format!(
+                "divergence at position {} ({} {}): {} recorded {} replayed {}",
+                d.position, d.event_type, d.event_id, d.field, d.recorded, d.replayed
+            ));
         }
-        Err(format!("verify: {} divergences", check.divergences.len()))
+        Err(format!("verify: {} divergences", check.counts.divergences))
     }
+}
+
+/// The account's stream read whole and decoded, in version order.
+async fn read_account(store: &EventStore, account: &str) -> Result<Vec<Stamped>, String> {
+    let stream = tape_events::ids::account_stream(account);
+    let mut rows = store.stream_stream(&stream, 1).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await {
+        let stored = row.map_err(|e| e.to_string())?.event;
+        // A summary that skipped what it cannot read would describe a stream it never saw.
+        out.push(stored.decode().map_err(|e| format!("event at position {} does not decode: {e}", stored.position))?);
+    }
+    Ok(out)
 }
 
 fn rec(id: &str, ticker: Option<&str>, action: &str, confidence: &str, at: Timestamp) -> RecommendationReceived {
@@ -298,12 +321,12 @@ fn rec(id: &str, ticker: Option<&str>, action: &str, confidence: &str, at: Times
     }
 }
 
-fn summarize(events: &[(uuid::Uuid, Stamped)], inserted: u64, say: &(dyn Fn(&str) + Sync)) {
+fn summarize(events: &[Stamped], inserted: u64, say: &(dyn Fn(&str) + Sync)) {
     use std::collections::BTreeMap;
     let mut count: BTreeMap<&str, u64> = BTreeMap::new();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut state = tape_commands::State::default();
-    for (_, stamped) in events {
+    for stamped in events {
         *count.entry(stamped.event.event_type()).or_default() += 1;
         if let Event::TradingDecisionRecorded(d) = &stamped.event {
             if d.is_final {

@@ -41,7 +41,6 @@ pub mod daemon;
 pub mod daemon_bench;
 pub mod db;
 pub mod demo;
-pub mod explain;
 pub mod ledger;
 pub mod measure;
 pub mod migrate;

@@ -131,6 +131,31 @@ pub async fn verify(
     progress: &mut dyn ReplayProgress,
 ) -> Result<VerifyReport, ReplayError> {
     let stream_id = ids::account_stream(account);
+    let (verifier, read) = decide_again(store, account, window, progress).await?;
+    let tables = compare_tables(store, client, &stream_id, account, window).await?;
+    Ok(VerifyReport {
+        stream_id,
+        window,
+        counts: verifier.counts,
+        divergences: verifier.divergences,
+        tables,
+        events_read: read,
+    })
+}
+
+/// The decision half of [`verify`]: folds the stream before `window`, decides every input
+/// of the window again through the core and compares (no tables). Returns the verifier
+/// and the events read.
+///
+/// # Errors
+/// [`ReplayError`] when the stream cannot be read or does not exist.
+pub async fn decide_again(
+    store: &EventStore,
+    account: &str,
+    window: Window,
+    progress: &mut dyn ReplayProgress,
+) -> Result<(Verifier, u64), ReplayError> {
+    let stream_id = ids::account_stream(account);
     let (start, end) = (window.start(), window.end());
     let mut verifier = Verifier::new();
     let mut rows = store.stream_stream(&stream_id, 1).await?;
@@ -163,15 +188,7 @@ pub async fn verify(
     if read == 0 {
         return Err(ReplayError::NoStream { stream: stream_id, account: account.to_owned() });
     }
-    let tables = compare_tables(store, client, &stream_id, account, window).await?;
-    Ok(VerifyReport {
-        stream_id,
-        window,
-        counts: verifier.counts,
-        divergences: verifier.divergences,
-        tables,
-        events_read: read,
-    })
+    Ok((verifier, read))
 }
 
 /// The column a table's window filter reads, and its row key.
