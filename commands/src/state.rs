@@ -166,13 +166,19 @@ impl CloseSeries {
                 self.closes.insert(i, close);
             }
         }
+        self.keep_newest(window);
+        self.returns.clear();
+        self.returns.extend(self.closes.windows(2).map(|w| w[1].value / w[0].value - 1.0));
+    }
+
+    /// Keeps only the newest `window` closes (and their returns).
+    pub fn keep_newest(&mut self, window: usize) {
         if self.dates.len() > window {
             let excess = self.dates.len() - window;
             self.dates.drain(..excess);
             self.closes.drain(..excess);
+            self.returns.drain(..excess.min(self.returns.len()));
         }
-        self.returns.clear();
-        self.returns.extend(self.closes.windows(2).map(|w| w[1].value / w[0].value - 1.0));
     }
 }
 
@@ -362,6 +368,11 @@ impl State {
                 if self.account.is_some() && !self.configured_since_open {
                     self.tier = e.config.initial_tier;
                     self.configured_since_open = true;
+                }
+                // A shorter correlation window applies to the closes already held too.
+                let window = e.config.correlation_window as usize;
+                if window < self.config.correlation_window as usize {
+                    self.closes.values_mut().for_each(|series| series.keep_newest(window));
                 }
                 self.config = Arc::new((*e.config).clone());
                 self.config_hash.clone_from(&e.hash);

@@ -263,3 +263,18 @@ fn share_rounding_floors_and_rejects_below_one_share() {
     let then = g.when_rec("r", "AAA", "buy", "0.75");
     assert_eq!(then.step(SizingStep::ShareRounding), ("3000.00".into(), "2994.55".into()));
 }
+
+#[test]
+fn a_shorter_correlation_window_applies_to_the_closes_already_held() {
+    let pattern: Vec<bool> = (0..70).map(|i| i % 3 != 0).collect();
+    let mut shorter = Config::default();
+    shorter.correlation_window = 30;
+    let activated = ConfigActivated { hash: shorter.hash(), config: Box::new(shorter) };
+    // Held under the default window, then the window shrinks.
+    let shrunk = closes(given(), "AAA", &pattern).event(activated);
+    // Held under the shorter window from the start.
+    let fresh = closes(given_with(|c| c.correlation_window = 30), "AAA", &pattern);
+    let (a, b) = (&shrunk.state().closes["AAA"], &fresh.state().closes["AAA"]);
+    assert_eq!(a.dates().len(), 30);
+    assert_eq!((a.dates(), a.closes(), a.returns()), (b.dates(), b.closes(), b.returns()));
+}
