@@ -12,8 +12,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use tape_events::{
-    round4, AccountMode, BreakerKind, Config, Event, Money, OrderReason, Outcome, Price, Qty, RiskTier, Side,
-    SkipReason, SnapshotKind, Stamped, Timestamp,
+    average_cost_after_buy, realized_pnl, AccountMode, BreakerKind, Config, Event, Money, OrderReason, Outcome, Price,
+    Qty, RiskTier, Side, SkipReason, SnapshotKind, Stamped, Timestamp,
 };
 use uuid::Uuid;
 
@@ -522,17 +522,15 @@ impl State {
                 self.cash -= notional;
                 match self.positions.get_mut(&e.ticker) {
                     Some(position) => {
-                        let total = position.qty.0 + e.qty.0;
-                        let cost = position.qty.decimal() * position.avg_cost + e.qty.decimal() * e.price.value();
-                        position.avg_cost = round4(cost / Decimal::from(total));
-                        position.qty = Qty(total);
+                        position.avg_cost = average_cost_after_buy(position.qty, position.avg_cost, e.qty, e.price);
+                        position.qty = Qty(position.qty.0 + e.qty.0);
                     }
                     None => {
                         self.positions.insert(
                             e.ticker.clone(),
                             Position {
                                 qty: e.qty,
-                                avg_cost: round4(e.price.value()),
+                                avg_cost: average_cost_after_buy(Qty(0), Decimal::ZERO, e.qty, e.price),
                                 realized: Money::zero(),
                                 opened_at: at,
                                 value: Money::zero(),
@@ -551,7 +549,7 @@ impl State {
                     .get_mut(&e.ticker)
                     .unwrap_or_else(|| panic!("Invariant: sell fill {} has a position in {}", e.fill_id, e.ticker));
                 assert!(e.qty <= position.qty, "Invariant: sell fill {} does not exceed the position", e.fill_id);
-                position.realized += Money::new((e.price.value() - position.avg_cost) * e.qty.decimal());
+                position.realized += realized_pnl(e.price, position.avg_cost, e.qty);
                 position.qty = Qty(position.qty.0 - e.qty.0);
                 position.sold_qty = Qty(position.sold_qty.0 + e.qty.0);
                 position.sold_notional += e.qty.decimal() * e.price.value();

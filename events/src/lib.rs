@@ -23,6 +23,6 @@ pub mod upcast;
 pub use config::{Config, RiskTier};
 pub use envelope::{Metadata, NewEvent, StoredEvent};
 pub use kinds::*;
-pub use money::{cents, round4, Money, Price, Qty, Ratio};
+pub use money::{average_cost_after_buy, cents, realized_pnl, round4, Money, Price, Qty, Ratio};
 pub use payload::*;
 pub use time::Timestamp;

@@ -309,9 +309,33 @@ impl fmt::Display for Qty {
     }
 }
 
+/// The average cost of a position after buying `bought` shares at `price` onto `held`
+/// shares at `avg` (SPEC 6: to 4 places, no intermediate rounding). The one rule the
+/// core's fold, the `positions` projection and `tape audit explain` book fills with.
+#[must_use]
+pub fn average_cost_after_buy(held: Qty, avg: Decimal, bought: Qty, price: Price) -> Decimal {
+    let total = held.0.saturating_add(bought.0).max(1);
+    round4((held.decimal() * avg + bought.decimal() * price.value()) / Decimal::from(total))
+}
+
+/// The realized P&L of selling `qty` shares at `price` against the average cost `avg`.
+#[must_use]
+pub fn realized_pnl(price: Price, avg: Decimal, qty: Qty) -> Money {
+    Money::new((price.value() - avg) * qty.decimal())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fills_book_at_average_cost() {
+        let first = average_cost_after_buy(Qty(0), Decimal::ZERO, Qty(3), Price::new(d("10.00005")));
+        assert_eq!(first.to_string(), "10.0000", "a new position: the price to 4 places");
+        let second = average_cost_after_buy(Qty(3), d("10"), Qty(1), Price::new(d("11")));
+        assert_eq!(second.to_string(), "10.2500");
+        assert_eq!(realized_pnl(Price::new(d("12")), second, Qty(2)).to_string(), "3.50");
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use tape_events::{round4, Event, Money, Qty, Side, Stamped};
+use tape_events::{average_cost_after_buy, realized_pnl, Event, Money, Qty, Side, Stamped};
 use uuid::Uuid;
 
 pub use rows::*;
@@ -490,16 +490,14 @@ impl Projector {
                     opened_at: at,
                     updated_at: at,
                 });
-                let total = row.qty + e.qty.0;
-                let cost = Qty(row.qty).decimal() * row.avg_cost + e.qty.decimal() * e.price.value();
-                row.avg_cost = round4(cost / Decimal::from(total));
-                row.qty = total;
+                row.avg_cost = average_cost_after_buy(Qty(row.qty), row.avg_cost, e.qty, e.price);
+                row.qty += e.qty.0;
                 row.updated_at = at;
                 out.push(Change::Position(row.clone()));
             }
             Side::Sell => {
                 let Some(row) = self.positions.get_mut(&key) else { return };
-                row.realized_pnl += Money::new((e.price.value() - row.avg_cost) * e.qty.decimal()).value();
+                row.realized_pnl += realized_pnl(e.price, row.avg_cost, e.qty).value();
                 row.qty = row.qty.saturating_sub(e.qty.0);
                 row.updated_at = at;
                 if row.qty == 0 {

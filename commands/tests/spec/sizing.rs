@@ -267,8 +267,7 @@ fn share_rounding_floors_and_rejects_below_one_share() {
 #[test]
 fn a_shorter_correlation_window_applies_to_the_closes_already_held() {
     let pattern: Vec<bool> = (0..70).map(|i| i % 3 != 0).collect();
-    let mut shorter = Config::default();
-    shorter.correlation_window = 30;
+    let shorter = Config { correlation_window: 30, ..Config::default() };
     let activated = ConfigActivated { hash: shorter.hash(), config: Box::new(shorter) };
     // Held under the default window, then the window shrinks.
     let shrunk = closes(given(), "AAA", &pattern).event(activated);

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use tape_events::{
-    round4, Event, Metadata, Money, OrderFilled, OrderPlaced, Qty, RecommendationReceived, RiskTier, Side, Stamped,
-    StopLossTriggered, Timestamp, TradeClosed, TradingDecisionRecorded,
+    average_cost_after_buy, Event, Metadata, Money, OrderFilled, OrderPlaced, Qty, RecommendationReceived, RiskTier,
+    Side, Stamped, StopLossTriggered, Timestamp, TradeClosed, TradingDecisionRecorded,
 };
 use uuid::Uuid;
 
@@ -302,11 +302,7 @@ impl Explainer {
     fn fill(&mut self, place: Place, f: &OrderFilled) {
         let (qty, avg) = self.positions.get(&f.ticker).copied().unwrap_or((0, Decimal::ZERO));
         let (qty, avg) = match f.side {
-            Side::Buy => {
-                let total = qty + f.qty.0;
-                let cost = Decimal::from(qty) * avg + f.qty.decimal() * f.price.value();
-                (total, round4(cost / Decimal::from(total.max(1))))
-            }
+            Side::Buy => (qty + f.qty.0, average_cost_after_buy(Qty(qty), avg, f.qty, f.price)),
             Side::Sell => (qty.saturating_sub(f.qty.0), avg),
         };
         if qty == 0 {
