@@ -170,6 +170,47 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A connection LISTENing on one channel: each notification's payload arrives on
+/// `receiver`. When the queue is full an empty payload is sent instead ("more than I
+/// could keep: poll"); when the connection ends, `receiver` returns `None` (listen again).
+#[derive(Debug)]
+pub struct Listener {
+    pub receiver: tokio::sync::mpsc::Receiver<String>,
+    /// Dropping the client closes the connection (and ends the LISTEN).
+    _client: Client,
+}
+
+/// Opens a [`Listener`] on `channel` (an identifier, not quoted).
+///
+/// # Errors
+/// The connection or the `LISTEN` failed (described).
+pub async fn listen(database: &DatabaseConfig, channel: &str) -> Result<Listener, String> {
+    use futures_util::StreamExt;
+    let config = database.pg_config().map_err(|e| e.to_string())?;
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(16_384);
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let name = channel.to_owned();
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if sender.try_send(n.payload().to_owned()).is_err() {
+                        let _ = sender.try_send(String::new());
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(channel = %name, error = %describe(&error), "listener ended");
+                    break;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {channel}")).await.map_err(|e| describe(&e))?;
+    Ok(Listener { receiver, _client: client })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

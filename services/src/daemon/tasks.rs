@@ -7,11 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use futures_util::StreamExt;
 use tape_commands::schedule::{day_schedule, next_minute_after};
 use tape_events::{Config, TickKind, Timestamp};
 use tokio::sync::mpsc;
-use tokio_postgres::AsyncMessage;
 
 use crate::config::DatabaseConfig;
 use crate::describe;
@@ -39,39 +37,6 @@ pub struct DecisionLoop {
     pub shared: Arc<Shared>,
 }
 
-struct Listener {
-    receiver: mpsc::Receiver<String>,
-    /// Dropping the client closes the connection (and ends the LISTEN).
-    _client: tokio_postgres::Client,
-}
-
-async fn listen(database: &DatabaseConfig) -> Result<Listener, String> {
-    let config = database.pg_config().map_err(|e| e.to_string())?;
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| describe(&e))?;
-    let (sender, receiver) = mpsc::channel(16_384);
-    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    tokio::spawn(async move {
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if sender.try_send(n.payload().to_owned()).is_err() {
-                        // Full: the next poll catches up (a notification is only a hint).
-                        // An empty payload asks the loop for a full poll.
-                        let _ = sender.try_send(String::new());
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::debug!(error = %describe(&error), "recommendations listener ended");
-                    break;
-                }
-            }
-        }
-    });
-    client.batch_execute(&format!("LISTEN {RECOMMENDATIONS_CHANNEL}")).await.map_err(|e| describe(&e))?;
-    Ok(Listener { receiver, _client: client })
-}
-
 #[derive(serde::Deserialize)]
 struct Notice {
     id: Option<String>,
@@ -86,14 +51,14 @@ impl DecisionLoop {
     pub async fn run(self) -> Result<(), String> {
         let clock = self.shared.clock.clone();
         let mut captured = self.captured().await?;
-        let mut listener: Option<Listener> = None;
+        let mut listener: Option<crate::db::Listener> = None;
         let mut next_poll = clock.now();
         let mut next_minute = next_minute_after(clock.now());
         let mut retry = Duration::from_millis(200);
         let mut ids: Vec<String> = Vec::new();
         loop {
             if listener.is_none() {
-                match listen(&self.database).await {
+                match crate::db::listen(&self.database, RECOMMENDATIONS_CHANNEL).await {
                     Ok(l) => {
                         listener = Some(l);
                         retry = Duration::from_millis(200);

@@ -430,7 +430,8 @@ pub async fn follow(
             reason: e.to_string(),
         })
     })?;
-    let (mut wakeups, _listener) = listen(url).await?;
+    let database = crate::config::DatabaseConfig::with_url(url);
+    let mut listener: Option<crate::db::Listener> = None;
     tokio::pin!(shutdown);
     loop {
         match catch_up(store, &mut client, tables, &mut NoProgress).await {
@@ -438,42 +439,28 @@ pub async fn follow(
             Err(ProjectionError::CheckpointMoved { .. }) => continue,
             Err(error) => return Err(error),
         }
+        if listener.is_none() {
+            match crate::db::listen(&database, crate::store::EVENTS_CHANNEL).await {
+                Ok(l) => listener = Some(l),
+                Err(error) => tracing::warn!(%error, "cannot LISTEN for appends; polling every {POLL_INTERVAL:?}"),
+            }
+        }
         tokio::select! {
             () = &mut shutdown => return Ok(()),
-            _ = wakeups.recv() => {
+            woken = async {
+                match listener.as_mut() {
+                    Some(l) => l.receiver.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match (woken, listener.as_mut()) {
                 // Drain what else came meanwhile: one pass serves them all.
-                while wakeups.try_recv().is_ok() {}
-            }
+                (Some(_), Some(l)) => while l.receiver.try_recv().is_ok() {},
+                // The connection ended: the next turn listens again.
+                _ => listener = None,
+            },
             () = tokio::time::sleep(POLL_INTERVAL) => {}
         }
     }
-}
-
-/// A LISTENing connection: each notification on `tape_events` sends `()`.
-async fn listen(url: &str) -> Result<(tokio::sync::mpsc::Receiver<()>, Client), ProjectionError> {
-    let config = crate::config::DatabaseConfig::with_url(url).pg_config().map_err(|e| {
-        ProjectionError::Store(StoreError::Invalid {
-            what: "database url",
-            value: crate::config::redact_url(url),
-            reason: e.to_string(),
-        })
-    })?;
-    let (client, mut connection) =
-        config.connect(tokio_postgres::NoTls).await.map_err(db("connecting the tape_events listener"))?;
-    let (sender, receiver) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(_) = message {
-                let _ = sender.try_send(());
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN {}", crate::store::EVENTS_CHANNEL))
-        .await
-        .map_err(db("LISTEN tape_events"))?;
-    Ok((receiver, client))
 }
 
 /// Rebuilds the projections of `tables` from the start of the log into shadow tables,

@@ -258,3 +258,61 @@ async fn two_accounts_simulated_over_the_same_instants_share_one_store() {
         "order ids differ by account"
     );
 }
+
+/// `tape projections run` (follow): when its LISTEN connection is killed it neither spins
+/// (the old listener's channel closed and every turn returned at once) nor stops; it
+/// listens again and keeps the tables caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follower_survives_its_listen_connection_being_killed() {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let store = db.store();
+    let passes = Arc::new(AtomicU64::new(0));
+    let head = Arc::new(AtomicI64::new(0));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let (passes, head) = (passes.clone(), head.clone());
+        projections::follow(&store, &db.url, TableSet::ALL, async { stopped.await.unwrap_or(()) }, move |report| {
+            passes.fetch_add(1, Ordering::Relaxed);
+            head.store(report.head.position, Ordering::Relaxed);
+        })
+    };
+    let body = async {
+        let admin = db.admin().await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while listening(&admin, &db.name).await == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the follower never listened");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+                &[&db.name],
+            )
+            .await
+            .unwrap();
+        let before = passes.load(Ordering::Relaxed);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let spun = passes.load(Ordering::Relaxed) - before;
+        assert!(spun < 10, "{spun} passes in 1.5 s with nothing appended: the follower spins");
+
+        let appended = store_scenario(&store, sample_until("2017-01-03T15"), Config::default()).await;
+        assert!(appended.version > 0);
+        let newest: i64 = admin.query_one("SELECT max(position) FROM events", &[]).await.unwrap().get(0);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while head.load(Ordering::Relaxed) < newest || listening(&admin, &db.name).await == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the follower stopped following or never listened again");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stop.send(()).unwrap();
+    };
+    let (followed, ()) = tokio::join!(follower, body);
+    followed.unwrap();
+}
+
+/// Connections of `database` that LISTEN.
+async fn listening(admin: &tokio_postgres::Client, database: &str) -> i64 {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'";
+    admin.query_one(sql, &[&database]).await.unwrap().get(0)
+}
