@@ -83,12 +83,50 @@ fn bar(quiet: bool, size: Option<u64>) -> Option<ProgressBar> {
     })
 }
 
+/// The scenario: a file (with its size, for the progress bar), or stdin for `-`.
+fn open_input(path: &PathBuf) -> anyhow::Result<(Box<dyn io::BufRead + Send>, Option<u64>)> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(BufReader::with_capacity(1 << 20, io::stdin())), None));
+    }
+    let file = File::open(path).with_context(|| format!("opening scenario {}", path.display()))?;
+    let size = file.metadata().ok().map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 20, file)), size))
+}
+
+/// Prints the summary (with `extra` lines and the rate) and turns the result into the
+/// exit status: a bad scenario line is exit 1.
+fn report(
+    args: &Args,
+    result: Result<(tape_replay::summary::Summary, String), SimulateError>,
+    started: std::time::Instant,
+    to_stderr: bool,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok((summary, extra)) => {
+            if !args.quiet {
+                let elapsed = started.elapsed().as_secs_f64();
+                let rate = summary.events as f64 / elapsed.max(1e-9);
+                let text = format!("{summary}\n{extra}elapsed        {elapsed:.2}s ({rate:.0} events/s)");
+                if to_stderr {
+                    eprintln!("{text}");
+                } else {
+                    println!("{text}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(SimulateError::BadLine(e)) => {
+            eprintln!("error: {}: {e}", args.input.display());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `--store`: the scenario into the event store.
 fn run_store(args: &Args, options: Options) -> anyhow::Result<ExitCode> {
     let settings = super::migrate::database_url(None, args.database_url.as_deref())?;
-    let file = File::open(&args.input).with_context(|| format!("opening scenario {}", args.input.display()))?;
-    let size = file.metadata().ok().map(|m| m.len());
-    let input = BufReader::with_capacity(1 << 20, file);
+    let (input, size) = open_input(&args.input)?;
     let progress = Progress { bar: bar(args.quiet, size) };
     let finish = progress.bar.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -101,23 +139,12 @@ fn run_store(args: &Args, options: Options) -> anyhow::Result<ExitCode> {
     if let Some(bar) = finish {
         bar.finish_and_clear();
     }
-    match result {
-        Ok(run) => {
-            if !args.quiet {
-                let elapsed = started.elapsed().as_secs_f64();
-                let rate = run.summary.events as f64 / elapsed.max(1e-9);
-                println!("{}", run.summary);
-                println!("stored         {} at version {} in {} transactions", run.stream_id, run.version, run.appends);
-                println!("elapsed        {elapsed:.2}s ({rate:.0} events/s)");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(SimulateError::BadLine(e)) => {
-            eprintln!("error: {}: {e}", args.input.display());
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let result = result.map(|run| {
+        let stored =
+            format!("stored         {} at version {} in {} transactions\n", run.stream_id, run.version, run.appends);
+        (run.summary, stored)
+    });
+    report(args, result, started, false)
 }
 
 impl Observer for Progress {
@@ -144,13 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = Options { config, until: args.until, skip_bad_lines: args.skip_bad_lines };
     let Some(out_path) = args.out.clone().filter(|_| !args.store) else { return run_store(&args, options) };
     let to_stdout = out_path.as_os_str() == "-";
-    let (input, size): (Box<dyn io::BufRead>, Option<u64>) = if args.input.as_os_str() == "-" {
-        (Box::new(BufReader::with_capacity(1 << 20, io::stdin().lock())), None)
-    } else {
-        let file = File::open(&args.input).with_context(|| format!("opening scenario {}", args.input.display()))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (Box::new(BufReader::with_capacity(1 << 20, file)), size)
-    };
+    let (input, size) = open_input(&args.input)?;
     let out: Box<dyn Write> = if to_stdout {
         Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock()))
     } else {
@@ -164,24 +185,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
-    match result {
-        Ok((summary, _)) => {
-            if !args.quiet {
-                let elapsed = started.elapsed().as_secs_f64();
-                let rate = summary.events as f64 / elapsed.max(1e-9);
-                let text = format!("{summary}\nelapsed        {elapsed:.2}s ({rate:.0} events/s)");
-                if to_stdout {
-                    eprintln!("{text}");
-                } else {
-                    println!("{text}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(SimulateError::BadLine(e)) => {
-            eprintln!("error: {}: {e}", args.input.display());
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => Err(e.into()),
-    }
+    report(&args, result.map(|(summary, _)| (summary, String::new())), started, to_stdout)
 }
