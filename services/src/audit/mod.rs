@@ -427,8 +427,22 @@ pub async fn timeline(
     ticker: Option<&str>,
 ) -> Result<Rows, AuditError> {
     let mut rows = Rows::new(&["at", "position", "stream", "type", "summary"]);
+    // Acknowledgements name no ticker, only their order, placed (and listed) before them.
+    let mut orders: std::collections::BTreeSet<uuid::Uuid> = std::collections::BTreeSet::new();
     select(store, types, filter, |e| {
-        if ticker.is_none_or(|t| e.stamped.event.ticker() == Some(t)) {
+        let event = &e.stamped.event;
+        let ours = match (ticker, event) {
+            (None, _) => true,
+            (Some(t), Event::OrderPlaced(o)) if o.ticker == t => {
+                orders.insert(o.order_id);
+                true
+            }
+            (Some(_), Event::OrderSubmitted(a)) => orders.contains(&a.order_id),
+            (Some(_), Event::OrderRejected(a)) => orders.contains(&a.order_id),
+            (Some(_), Event::OrderCanceled(a)) => orders.contains(&a.order_id),
+            (Some(t), _) => event.ticker() == Some(t),
+        };
+        if ours {
             rows.push(vec![
                 et(e.stamped.at),
                 e.position.to_string(),

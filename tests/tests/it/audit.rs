@@ -426,6 +426,19 @@ async fn listings_come_from_the_log_in_three_formats() {
     assert_eq!(orders.rows.len(), 2, "the entry and the breaker's sell");
     let ticker = audit::timeline(&store, audit::TICKER_TYPES, &filter, Some("AAA")).await.unwrap();
     assert!(ticker.rows.len() >= 6);
+
+    // An acknowledgement names only its order: the ticker listing finds it through the order.
+    let mut d = Driver::open(store.clone(), "ack", "100000.00", |_| {}).await;
+    d.quote("14:35", "AAA", "100.00").await;
+    d.rec("14:36", "r-k", "AAA", "buy", "0.75").await;
+    let order_id = d.ledger.state().open_orders.first().expect("the entry order").order_id;
+    d.send("14:37", OrderSubmitted { order_id, broker_order_id: "paper-k".into() }).await;
+    let filter = audit::Filter { stream: Some("account-ack".into()), ..audit::Filter::default() };
+    let listed = |rows: render::Rows| rows.rows.iter().map(|r| r[3].clone()).collect::<Vec<_>>();
+    let aaa = listed(audit::timeline(&store, audit::TICKER_TYPES, &filter, Some("AAA")).await.unwrap());
+    assert!(aaa.contains(&"OrderSubmitted".to_owned()), "{aaa:?}");
+    let other = listed(audit::timeline(&store, audit::TICKER_TYPES, &filter, Some("BBB")).await.unwrap());
+    assert!(other.is_empty(), "another ticker's acknowledgement: {other:?}");
 }
 
 async fn tamper(db: &TestDb, sql: &str) {
