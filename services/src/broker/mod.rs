@@ -63,6 +63,22 @@ impl OrderJob {
             reason: placed.reason,
         }
     }
+
+    /// The job of an order still open in the account's state (reconciliation).
+    #[must_use]
+    pub fn from_open(account_id: &str, order: &tape_commands::state::OpenOrder) -> Self {
+        Self {
+            order_id: order.order_id,
+            account_id: account_id.to_owned(),
+            recommendation_id: order.recommendation_id.clone(),
+            ticker: order.ticker.clone(),
+            action: order.side,
+            side: order.side,
+            quantity: order.qty,
+            order_type: "market".to_owned(),
+            reason: order.reason,
+        }
+    }
 }
 
 /// Where an order stands at the broker.

@@ -28,16 +28,13 @@ async fn metrics() -> impl IntoResponse {
 /// through `bound` first.
 ///
 /// # Errors
-/// A message when the address cannot be bound.
+/// A message when the server fails.
 pub async fn serve(
-    listen: &str,
+    listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on daemon.listen {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "serving /healthz and /metrics");
     if let Some(bound) = bound {

@@ -206,16 +206,18 @@ pub async fn run_with(
     let mut tasks = JoinSet::new();
     if !settings.daemon.listen.is_empty() {
         let mut http_stop = stopped.clone();
-        let listen = settings.daemon.listen.clone();
+        let listen = &settings.daemon.listen;
         let shared = shared.clone();
-        let listener = tokio::net::TcpListener::bind(&listen).await;
-        drop(listener); // bind errors are reported by serve; probe early for a clear message
+        // Bound here, so a taken or invalid address stops the daemon with its name.
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on daemon.listen {listen}: {e}"))?;
         let bound = hooks.bound;
         tasks.spawn(async move {
             let stop = async move {
                 let _ = http_stop.changed().await;
             };
-            if let Err(error) = http::serve(&listen, shared, bound, stop).await {
+            if let Err(error) = http::serve(listener, shared, bound, stop).await {
                 tracing::error!(%error, "http server stopped");
             }
         });

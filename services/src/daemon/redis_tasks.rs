@@ -390,15 +390,7 @@ pub async fn reconcile(
             let _ = route.send(input_now(at, ack)).await;
             continue;
         }
-        let placed = tape_events::OrderPlaced {
-            order_id: order.order_id,
-            recommendation_id: order.recommendation_id.clone(),
-            ticker: order.ticker.clone(),
-            side: order.side,
-            qty: order.qty,
-            reason: order.reason,
-        };
-        submit(&*broker, &OrderJob::from_placed(&account, &placed), &route, &shared).await;
+        submit(&*broker, &OrderJob::from_open(&account, order), &route, &shared).await;
     }
     if let Ok(open) = broker.open_orders().await {
         for order in open {

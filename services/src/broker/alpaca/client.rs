@@ -121,7 +121,7 @@ impl RetryPolicy {
 }
 
 /// A random `u64` from the OS-seeded hasher keys (jitter only; no crypto).
-fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(0x5eed);
     hasher.finish()

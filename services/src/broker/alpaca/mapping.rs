@@ -75,25 +75,6 @@ pub fn status(alpaca: &str) -> Option<BrokerStatus> {
     })
 }
 
-/// `buy` / `sell`.
-#[must_use]
-pub fn side(text: &str) -> Option<Side> {
-    match text {
-        "buy" => Some(Side::Buy),
-        "sell" => Some(Side::Sell),
-        _ => None,
-    }
-}
-
-/// The Alpaca spelling of a side.
-#[must_use]
-pub const fn side_text(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
-
 /// A whole number of shares from Alpaca's decimal text (`"10"`, `"10.0"`).
 ///
 /// # Errors
@@ -146,7 +127,7 @@ pub fn stream_fill(update: &TradeUpdate) -> Result<Fill, String> {
     let qty = whole_qty("qty", update.qty.as_deref().unwrap_or(""))?;
     let price = price("price", update.price.as_deref().unwrap_or(""))?;
     let cum = whole_qty("order.filled_qty", &order.filled_qty)?;
-    let side = side(&order.side).ok_or_else(|| format!("invalid side {:?} of order {}", order.side, order.id))?;
+    let side = Side::parse(&order.side).ok_or_else(|| format!("invalid side {:?} of order {}", order.side, order.id))?;
     Ok(Fill { fill_id, ticker: order.symbol.clone(), side, qty, cum, price })
 }
 
@@ -156,7 +137,7 @@ pub fn stream_fill(update: &TradeUpdate) -> Result<Fill, String> {
 /// A message naming the bad field.
 pub fn activity_fill(activity: &FillActivity) -> Result<Fill, String> {
     let side =
-        side(&activity.side).ok_or_else(|| format!("invalid side {:?} of activity {}", activity.side, activity.id))?;
+        Side::parse(&activity.side).ok_or_else(|| format!("invalid side {:?} of activity {}", activity.side, activity.id))?;
     Ok(Fill {
         fill_id: activity.id.clone(),
         ticker: activity.symbol.clone(),
@@ -314,7 +295,7 @@ pub fn on_trade_update(tracked: &Tracked, update: &TradeUpdate) -> Reaction {
 #[must_use]
 pub fn mismatch(tracked: &Tracked, order: &Order) -> Option<String> {
     let job = &tracked.job;
-    if order.symbol != job.ticker || side(&order.side) != Some(job.side) {
+    if order.symbol != job.ticker || Side::parse(&order.side) != Some(job.side) {
         return Some(format!(
             "broker order {} for client order {} is {} {}, the log has {} {}",
             order.id, job.order_id, order.side, order.symbol, job.side, job.ticker

@@ -181,7 +181,7 @@ impl Inner {
         let body = NewOrder {
             symbol: job.ticker.clone(),
             qty: job.quantity.to_string(),
-            side: mapping::side_text(job.side).to_owned(),
+            side: job.side.as_str().to_owned(), // Alpaca spells sides as tape does
             order_type: "market".to_owned(),
             time_in_force: "day".to_owned(),
             client_order_id: job.order_id.to_string(),
@@ -419,20 +419,6 @@ impl Inner {
     }
 }
 
-fn job_of(account_id: &str, order: &tape_commands::state::OpenOrder) -> OrderJob {
-    OrderJob {
-        order_id: order.order_id,
-        account_id: account_id.to_owned(),
-        recommendation_id: order.recommendation_id.clone(),
-        ticker: order.ticker.clone(),
-        action: order.side,
-        side: order.side,
-        quantity: order.qty,
-        order_type: "market".to_owned(),
-        reason: order.reason,
-    }
-}
-
 impl Broker for AlpacaBroker {
     fn name(&self) -> &'static str {
         NAME
@@ -521,7 +507,7 @@ impl Broker for AlpacaBroker {
                 tracked.retain(|_, t| t.job.account_id != account_id);
                 for order in open {
                     let entry = Tracked {
-                        job: job_of(account_id, order),
+                        job: OrderJob::from_open(account_id, order),
                         booked: order.filled,
                         broker_order_id: order.broker_order_id.clone(),
                         done: false,

@@ -11,7 +11,6 @@
 
 #![allow(clippy::disallowed_methods)] // jitter is randomness, and it lives here in services
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::RetryPolicy;
+use super::client::{random, RetryPolicy};
 use super::types::{Authorization, StreamMessage, TradeUpdate};
 use super::Inner;
 
@@ -40,11 +39,6 @@ pub enum StreamError {
     Closed,
 }
 
-fn random() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0x57_12ea);
-    hasher.finish()
-}
 
 /// Runs the stream for ever (the broker aborts it when dropped).
 pub(crate) async fn run(inner: Arc<Inner>) {
