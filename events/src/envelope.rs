@@ -109,7 +109,7 @@ impl StoredEvent {
     /// # Errors
     /// [`DecodeError`] when the stored type, version or payload is not readable.
     pub fn decode(&self) -> Result<Stamped, DecodeError> {
-        let event = upcast::decode(&self.event_type, self.schema_version, self.payload.clone())?;
+        let event = upcast::decode(&self.event_type, self.schema_version, &self.payload)?;
         Ok(Stamped { at: self.at, event })
     }
 }

@@ -397,14 +397,16 @@ macro_rules! events {
             ///
             /// # Errors
             /// [`DecodeError`] for an unknown type or a payload that does not parse.
-            pub fn from_current_payload(event_type: &str, payload: Value) -> Result<Self, DecodeError> {
+            pub fn from_current_payload(event_type: &str, payload: &Value) -> Result<Self, DecodeError> {
                 let parse_error = |source| DecodeError::Payload {
                     event_type: event_type.to_owned(),
                     version: Self::current_version(event_type).unwrap_or(0),
                     source,
                 };
                 match event_type {
-                    $(stringify!($variant) => serde_json::from_value(payload).map(Self::$variant).map_err(parse_error),)+
+                    $(stringify!($variant) => <$variant as serde::Deserialize>::deserialize(payload)
+                        .map(Self::$variant)
+                        .map_err(parse_error),)+
                     other => Err(DecodeError::UnknownType(other.to_owned())),
                 }
             }

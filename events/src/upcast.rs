@@ -20,16 +20,21 @@ use crate::payload::{DecodeError, Event};
 /// # Errors
 /// [`DecodeError`] for an unknown type or version, a failed upcast, or a payload that
 /// does not parse.
-pub fn decode(event_type: &str, schema_version: i32, payload: Value) -> Result<Event, DecodeError> {
+/// A payload at the current version is read in place; an older one is copied once to be
+/// lifted.
+pub fn decode(event_type: &str, schema_version: i32, payload: &Value) -> Result<Event, DecodeError> {
     let newest = Event::current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
     if schema_version < 1 || schema_version > newest {
         return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), version: schema_version, newest });
     }
-    let mut payload = payload;
-    for from in schema_version..newest {
-        payload = upcast_one(event_type, from, payload)?;
+    if schema_version == newest {
+        return Event::from_current_payload(event_type, payload);
     }
-    Event::from_current_payload(event_type, payload)
+    let mut lifted = payload.clone();
+    for from in schema_version..newest {
+        lifted = upcast_one(event_type, from, lifted)?;
+    }
+    Event::from_current_payload(event_type, &lifted)
 }
 
 /// Lifts one payload from version `from` to `from + 1`.
@@ -71,23 +76,23 @@ mod tests {
     #[test]
     fn security_updated_v1_rows_still_load() {
         let v1 = json!({"ticker": "AAPL", "sector": "Information Technology", "earnings_date": "2024-05-02"});
-        let Event::SecurityUpdated(e) = decode("SecurityUpdated", 1, v1).unwrap() else { panic!("wrong type") };
+        let Event::SecurityUpdated(e) = decode("SecurityUpdated", 1, &v1).unwrap() else { panic!("wrong type") };
         assert_eq!(e.sector.as_deref(), Some("Information Technology"));
         assert_eq!(e.next_earnings_date.unwrap().to_string(), "2024-05-02");
 
         let v1_unknown = json!({"ticker": "XYZ", "sector": "", "earnings_date": ""});
-        let Event::SecurityUpdated(e) = decode("SecurityUpdated", 1, v1_unknown).unwrap() else { panic!() };
+        let Event::SecurityUpdated(e) = decode("SecurityUpdated", 1, &v1_unknown).unwrap() else { panic!() };
         assert_eq!(e, SecurityUpdated { ticker: "XYZ".into(), sector: None, next_earnings_date: None });
     }
 
     #[test]
     fn current_rows_load_and_bad_versions_are_named() {
         let v2 = json!({"ticker": "XYZ", "sector": null, "next_earnings_date": null});
-        assert!(decode("SecurityUpdated", 2, v2.clone()).is_ok());
-        let e = decode("SecurityUpdated", 3, v2).unwrap_err();
+        assert!(decode("SecurityUpdated", 2, &v2).is_ok());
+        let e = decode("SecurityUpdated", 3, &v2).unwrap_err();
         assert_eq!(e.to_string(), "event type SecurityUpdated has no schema version 3 (newest is 2)");
-        assert!(matches!(decode("Nope", 1, json!({})), Err(DecodeError::UnknownType(_))));
-        let e = decode("SecurityUpdated", 1, json!({"ticker": "X", "earnings_date": "", "color": "red"})).unwrap_err();
+        assert!(matches!(decode("Nope", 1, &json!({})), Err(DecodeError::UnknownType(_))));
+        let e = decode("SecurityUpdated", 1, &json!({"ticker": "X", "earnings_date": "", "color": "red"})).unwrap_err();
         assert!(e.to_string().contains("unexpected v1 field \"color\""), "{e}");
     }
 }

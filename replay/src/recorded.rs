@@ -33,7 +33,7 @@ impl Recorded {
     /// # Errors
     /// [`DecodeError`] when the payload does not read.
     pub fn decode(&self) -> Result<Stamped, DecodeError> {
-        let event = upcast::decode(&self.event_type, self.schema_version, self.payload.clone())?;
+        let event = upcast::decode(&self.event_type, self.schema_version, &self.payload)?;
         Ok(Stamped { at: self.at, event })
     }
 

@@ -378,7 +378,7 @@ fn project_stored(
     mask: TableSet,
     changes: &mut Vec<Change>,
 ) -> Result<(), ProjectionError> {
-    let event = upcast::decode(&stored.event_type, stored.schema_version, stored.payload)
+    let event = upcast::decode(&stored.event_type, stored.schema_version, &stored.payload)
         .map_err(|source| ProjectionError::Decode { position: stored.position, source })?;
     let stamped = tape_events::Stamped { at: stored.at, event };
     let reference = EventRef {
