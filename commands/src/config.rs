@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use tape_events::Config;
 use toml::{Table, Value};
 
@@ -44,10 +43,11 @@ pub struct Layers<'a> {
     pub sets: &'a [String],
 }
 
-fn defaults() -> Table {
-    match Value::try_from(Config::default()) {
+/// A configuration as the table the layers merge into.
+fn to_table(config: &Config) -> Table {
+    match Value::try_from(config) {
         Ok(Value::Table(table)) => table,
-        other => panic!("Invariant: the default config is a TOML table: {other:?}"),
+        other => panic!("Invariant: a config is a TOML table: {other:?}"),
     }
 }
 
@@ -56,7 +56,7 @@ fn defaults() -> Table {
 /// # Errors
 /// [`ConfigError`] naming the key (and the file, variable or `--set`) that is wrong.
 pub fn load(layers: &Layers<'_>) -> Result<Config, ConfigError> {
-    let mut merged = defaults();
+    let mut merged = to_table(&Config::default());
     if let Some((name, text)) = layers.file {
         let mut table: Table = toml::from_str(text)
             .map_err(|e| ConfigError::Syntax { source_name: name.to_owned(), message: e.message().to_owned() })?;
@@ -72,15 +72,8 @@ pub fn load(layers: &Layers<'_>) -> Result<Config, ConfigError> {
             set_path(&mut merged, &path, parse_value(text), var)?;
         }
     }
-    for set in layers.sets {
-        let (path, text) = set.split_once('=').ok_or_else(|| ConfigError::SetSyntax(set.clone()))?;
-        set_path(&mut merged, path.trim(), parse_value(text.trim()), &format!("--set {set}"))?;
-    }
-    let json = toml_to_json(Value::Table(merged));
-    let config: Config = serde_path_to_error::deserialize(json)
-        .map_err(|e| ConfigError::Value { key: e.path().to_string(), message: e.inner().to_string() })?;
-    config.validate()?;
-    Ok(config)
+    apply_set_args(&mut merged, layers.sets)?;
+    finish(merged)
 }
 
 /// `base` with `key=value` overrides applied (what-if replay: `--set` over the
@@ -89,14 +82,22 @@ pub fn load(layers: &Layers<'_>) -> Result<Config, ConfigError> {
 /// # Errors
 /// [`ConfigError`] naming the key.
 pub fn apply_sets(base: &Config, sets: &[String]) -> Result<Config, ConfigError> {
-    let mut merged = match Value::try_from(base.clone()) {
-        Ok(Value::Table(table)) => table,
-        other => panic!("Invariant: a config is a TOML table: {other:?}"),
-    };
+    let mut merged = to_table(base);
+    apply_set_args(&mut merged, sets)?;
+    finish(merged)
+}
+
+/// Applies `--set key=value` arguments, in order.
+fn apply_set_args(merged: &mut Table, sets: &[String]) -> Result<(), ConfigError> {
     for set in sets {
         let (path, text) = set.split_once('=').ok_or_else(|| ConfigError::SetSyntax(set.clone()))?;
-        set_path(&mut merged, path.trim(), parse_value(text.trim()), &format!("--set {set}"))?;
+        set_path(merged, path.trim(), parse_value(text.trim()), &format!("--set {set}"))?;
     }
+    Ok(())
+}
+
+/// The merged table as a validated `Config`; a wrong value names its key path.
+fn finish(merged: Table) -> Result<Config, ConfigError> {
     let json = toml_to_json(Value::Table(merged));
     let config: Config = serde_path_to_error::deserialize(json)
         .map_err(|e| ConfigError::Value { key: e.path().to_string(), message: e.inner().to_string() })?;
@@ -168,14 +169,6 @@ fn toml_to_json(value: Value) -> serde_json::Value {
             serde_json::Value::Object(table.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
         }
     }
-}
-
-/// Reads a `Config` from a JSON value (a recorded `ConfigActivated`'s echo).
-///
-/// # Errors
-/// [`ConfigError::Value`] naming the key.
-pub fn from_json(value: serde_json::Value) -> Result<Config, ConfigError> {
-    Config::deserialize(value).map_err(|e| ConfigError::Value { key: String::new(), message: e.to_string() })
 }
 
 #[cfg(test)]
