@@ -405,6 +405,10 @@ pub async fn catch_up(
     let target = Target::live();
     let from = checkpoints(&*client, tables, false).await?;
     let upto = head(store).await?;
+    if from.values().min().is_none_or(|start| *start >= upto) {
+        // Nothing new: no seeding (it reads the open orders and positions).
+        return Ok(PassReport { head: upto, ..PassReport::default() });
+    }
     let mut projector = seed(client, &target, tables).await?;
     let mut pass = Pass { client, target: &target, checkpoints: Some(from.clone()), tables };
     run_pass(store, &mut pass, &Source::All, &from, upto, &mut projector, progress).await
