@@ -428,8 +428,8 @@ impl State {
             Event::OrderRejected(e) => self.open_orders.retain(|o| o.order_id != e.order_id),
             Event::OrderCanceled(e) => self.open_orders.retain(|o| o.order_id != e.order_id),
             Event::PreTradeCheckEvaluated(e) => {
-                if e.check == tape_events::CheckName::Dedupe && e.passed {
-                    self.consumed.insert(e.recommendation_id.clone());
+                if let Some(id) = e.consumed() {
+                    self.consumed.insert(id.to_owned());
                 }
             }
             Event::TradingDecisionRecorded(e) => {

@@ -170,6 +170,15 @@ pub struct PreTradeCheckEvaluated {
     pub detail: Value,
 }
 
+impl PreTradeCheckEvaluated {
+    /// The recommendation this check consumed: a passed dedupe check (SPEC 4 check d)
+    /// marks its id as used, so a redelivery is a duplicate.
+    #[must_use]
+    pub fn consumed(&self) -> Option<&str> {
+        (self.check == CheckName::Dedupe && self.passed).then_some(self.recommendation_id.as_str())
+    }
+}
+
 /// One sizing step with the dollar amount before and after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -213,9 +213,7 @@ impl Processor {
                     m::order(&self.account, o.reason);
                 }
                 Event::OrderFilled(_) => m::fill(&self.account),
-                Event::PreTradeCheckEvaluated(c) if c.check == tape_events::CheckName::Dedupe && c.passed => {
-                    consumed.push(c.recommendation_id.clone());
-                }
+                Event::PreTradeCheckEvaluated(c) => consumed.extend(c.consumed().map(str::to_owned)),
                 _ => {}
             }
         }

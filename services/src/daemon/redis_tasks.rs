@@ -278,7 +278,8 @@ pub async fn caches(
     }
 }
 
-/// The recommendation ids the account consumed (passed check d), from PostgreSQL.
+/// The recommendation ids the account consumed (passed check d), from PostgreSQL: the
+/// server-side form of `PreTradeCheckEvaluated::consumed`.
 async fn consumed_ids(store: &EventStore, account: &str) -> Result<Vec<String>, String> {
     let client = store.pool().get().await.map_err(|e| format!("cache rebuild of {account}: {e}"))?;
     let rows = client

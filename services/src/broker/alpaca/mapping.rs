@@ -127,7 +127,8 @@ pub fn stream_fill(update: &TradeUpdate) -> Result<Fill, String> {
     let qty = whole_qty("qty", update.qty.as_deref().unwrap_or(""))?;
     let price = price("price", update.price.as_deref().unwrap_or(""))?;
     let cum = whole_qty("order.filled_qty", &order.filled_qty)?;
-    let side = Side::parse(&order.side).ok_or_else(|| format!("invalid side {:?} of order {}", order.side, order.id))?;
+    let side =
+        Side::parse(&order.side).ok_or_else(|| format!("invalid side {:?} of order {}", order.side, order.id))?;
     Ok(Fill { fill_id, ticker: order.symbol.clone(), side, qty, cum, price })
 }
 
@@ -136,8 +137,8 @@ pub fn stream_fill(update: &TradeUpdate) -> Result<Fill, String> {
 /// # Errors
 /// A message naming the bad field.
 pub fn activity_fill(activity: &FillActivity) -> Result<Fill, String> {
-    let side =
-        Side::parse(&activity.side).ok_or_else(|| format!("invalid side {:?} of activity {}", activity.side, activity.id))?;
+    let side = Side::parse(&activity.side)
+        .ok_or_else(|| format!("invalid side {:?} of activity {}", activity.side, activity.id))?;
     Ok(Fill {
         fill_id: activity.id.clone(),
         ticker: activity.symbol.clone(),

@@ -39,7 +39,6 @@ pub enum StreamError {
     Closed,
 }
 
-
 /// Runs the stream for ever (the broker aborts it when dropped).
 pub(crate) async fn run(inner: Arc<Inner>) {
     let policy = RetryPolicy {
