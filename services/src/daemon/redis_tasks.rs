@@ -217,33 +217,20 @@ pub async fn caches(
     let mut rebuild = true;
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tokio::select! {
+        // A write for each change; the watch value is marked seen before anything else
+        // (an unseen one would wake the loop again at once).
+        let write = tokio::select! {
             delta = deltas.recv() => {
                 let Some(delta) = delta else { return Ok(()) };
-                if rebuild { continue; }
-                let result = async {
-                    let conn = redis.get().await?;
-                    redis::cmd("SADD").arg(&dedupe_key).arg(&delta.consumed).query_async::<()>(conn).await.map_err(|e| e.to_string())
-                }.await;
-                if let Err(error) = result {
-                    tracing::debug!(%account, %error, "cache write failed; rebuilding when redis answers");
-                    m::redis_up(false);
-                    rebuild = true;
-                }
+                let mut cmd = redis::cmd("SADD");
+                cmd.arg(&dedupe_key).arg(&delta.consumed);
+                cmd
             }
             changed = breakers.changed() => {
                 if changed.is_err() { return Ok(()) };
-                if rebuild { continue; }
-                let breaker = breakers.borrow_and_update().clone();
-                let result = async {
-                    let conn = redis.get().await?;
-                    redis::cmd("SET").arg(&breaker_key).arg(&breaker).query_async::<()>(conn).await.map_err(|e| e.to_string())
-                }.await;
-                if let Err(error) = result {
-                    tracing::debug!(%account, %error, "cache write failed; rebuilding when redis answers");
-                    m::redis_up(false);
-                    rebuild = true;
-                }
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&breaker_key).arg(breakers.borrow_and_update().as_str());
+                cmd
             }
             _ = check.tick() => {
                 if !rebuild {
@@ -273,7 +260,21 @@ pub async fn caches(
                     Ok(()) => { m::redis_up(true); rebuild = false; }
                     Err(error) => tracing::debug!(%account, %error, "cannot rebuild the redis caches yet"),
                 }
+                continue;
             }
+        };
+        if rebuild {
+            continue; // the rebuild writes everything
+        }
+        let result = async {
+            let conn = redis.get().await?;
+            write.query_async::<()>(conn).await.map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::debug!(%account, %error, "cache write failed; rebuilding when redis answers");
+            m::redis_up(false);
+            rebuild = true;
         }
     }
 }
