@@ -414,6 +414,44 @@ pub async fn catch_up(
     run_pass(store, &mut pass, &Source::All, &from, upto, &mut projector, progress).await
 }
 
+/// Catches the projections up to the newest event stored now, waiting while a
+/// transaction elsewhere in the cluster holds the watermark below it (a pass stops at the
+/// watermark, so one pass may not be enough). Returns the events projected.
+///
+/// # Errors
+/// [`ProjectionError`], or a watermark still behind after `patience`.
+pub async fn catch_up_to_newest(
+    store: &EventStore,
+    client: &mut Client,
+    tables: TableSet,
+    patience: Duration,
+) -> Result<u64, ProjectionError> {
+    let newest: i64 = client
+        .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
+        .await
+        .map_err(db("reading the newest position"))?
+        .get(0);
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut events = 0;
+    loop {
+        let report = catch_up(store, client, tables, &mut NoProgress).await?;
+        events += report.events;
+        if report.head.position >= newest {
+            return Ok(events);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ProjectionError::Store(StoreError::Invalid {
+                what: "watermark",
+                value: report.head.position.to_string(),
+                reason: format!(
+                    "still below position {newest} after {patience:?}: a transaction elsewhere in the cluster is open"
+                ),
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Catches up, then follows the log: woken by `LISTEN tape_events`, and every
 /// [`POLL_INTERVAL`] without one, until `shutdown` completes. A pass that finds its
 /// checkpoints moved (a rebuild swapped tables in) starts over from the stored ones.

@@ -56,18 +56,7 @@ async fn dump(client: &tokio_postgres::Client) -> String {
 /// Catches the projections up to the newest event of this database. Other tests'
 /// transactions in the cluster may hold the watermark back for a moment, so this waits.
 pub(crate) async fn catch_up_all(store: &EventStore, client: &mut tokio_postgres::Client) -> u64 {
-    let newest: i64 = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.unwrap().get(0);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut events = 0;
-    loop {
-        let report = projections::catch_up(store, client, TableSet::ALL, &mut NoProgress).await.unwrap();
-        events += report.events;
-        if report.head.position >= newest {
-            return events;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the watermark stayed behind position {newest}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    projections::catch_up_to_newest(store, client, TableSet::ALL, std::time::Duration::from_secs(20)).await.unwrap()
 }
 
 fn day(text: &str) -> NaiveDate {
